@@ -1,0 +1,99 @@
+"""Generate the committed Python code, and check that it has not drifted.
+
+    python -m api.generate           # regenerate api/ and tests/protos/
+    python -m api.generate --check   # regenerate into a temporary folder; fail on any difference
+
+google/api/*.proto come from the googleapis-common-protos wheel and the well-known types from
+grpcio-tools; neither is copied into this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import google.api.annotations_pb2  # the googleapis-common-protos wheel: google/api/*.proto
+import grpc_tools
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Folders whose .proto files are compiled, relative to ROOT.
+PROTO_DIRS = ("api", "tests/protos")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+
+
+def _include_dirs() -> list[Path]:
+    googleapis = Path(google.api.annotations_pb2.__file__).resolve().parent.parent.parent
+    well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
+    return [ROOT, googleapis, well_known]
+
+
+def proto_files() -> list[str]:
+    """The .proto files to compile, as paths relative to ROOT (their import names)."""
+    files: list[str] = []
+    for folder in PROTO_DIRS:
+        files += sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob("*.proto"))
+    return files
+
+
+def generated_files(root: Path) -> list[str]:
+    """Every generated file under root's proto folders, relative to root."""
+    found: list[str] = []
+    for folder in PROTO_DIRS:
+        for suffix in GENERATED_SUFFIXES:
+            found += [p.relative_to(root).as_posix() for p in (root / folder).glob(f"*{suffix}")]
+    return sorted(found)
+
+
+def generate(out: Path) -> None:
+    """Run protoc (python, grpc, mypy and mypy-grpc plugins) into out."""
+    for folder in PROTO_DIRS:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    args = ["grpc_tools.protoc", *(f"-I{d}" for d in _include_dirs())]
+    args += [f"--python_out={out}", f"--grpc_python_out={out}"]
+    args += [f"--mypy_out={out}", f"--mypy_grpc_out={out}"]
+    args += proto_files()
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed; see the messages above")
+
+
+def check() -> list[str]:
+    """Regenerate into a temporary folder; return the files that differ from the committed ones."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp)
+        generate(fresh)
+        expected = generated_files(fresh)
+        actual = generated_files(ROOT)
+        drift = sorted(set(expected) ^ set(actual))
+        drift += [
+            name
+            for name in sorted(set(expected) & set(actual))
+            if not filecmp.cmp(fresh / name, ROOT / name, shallow=False)
+        ]
+        return drift
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.generate", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
+    options = parser.parse_args(argv)
+    if not options.check:
+        generate(ROOT)
+        print(f"generated code for {len(proto_files())} proto files")
+        return 0
+    drift = check()
+    if drift:
+        print("generated code is out of date; run `python -m api.generate`:", file=sys.stderr)
+        for name in drift:
+            print(f"  {name}", file=sys.stderr)
+        return 1
+    print("generated code is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Find an upstream's services: gRPC server reflection (v1, then v1alpha) or a descriptor-set file.
+
+Owns building a fresh `DescriptorPool` from what the upstream sends. It does not read HTTP rules
+(that is `routing`'s job) and it never touches the default pool except to fill a missing dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError
+from grpc_reflection.v1alpha import reflection_pb2
+
+from gateway.upstream import describe_unreachable
+
+log = logging.getLogger(__name__)
+
+#: v1 and v1alpha share their messages field for field; only the service name differs.
+REFLECTION_METHODS = (
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
+#: Infrastructure services that never get REST routes.
+SKIPPED_SERVICE_PREFIXES = ("grpc.reflection.", "grpc.health.v1.Health")
+
+
+class DiscoveryError(Exception):
+    """The upstream's services could not be found; the message says why, for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredServices:
+    """The services to serve, and the pool that holds their descriptors (and all dependencies)."""
+
+    pool: descriptor_pool.DescriptorPool
+    services: tuple[ServiceDescriptor, ...]
+
+
+class _ReflectionStream:
+    """One ServerReflectionInfo bidi call, used as request → response."""
+
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[
+            reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
+        ],
+    ) -> None:
+        self._call = call
+
+    async def ask(self, **request: object) -> reflection_pb2.ServerReflectionResponse:
+        await self._call.write(reflection_pb2.ServerReflectionRequest(**request))
+        response = await self._call.read()
+        if response is grpc.aio.EOF:
+            raise DiscoveryError("the upstream closed the reflection stream early")
+        assert isinstance(response, reflection_pb2.ServerReflectionResponse)  # noqa: S101
+        return response
+
+
+async def discover_services(
+    channel: grpc.aio.Channel,
+    *,
+    target: str = "",
+    timeout: float = 10.0,  # noqa: ASYNC109 (the deadline of the one reflection stream)
+) -> DiscoveredServices:
+    """Ask the upstream (named `target` in errors) for its services through server reflection."""
+    upstream = f"upstream {target}" if target else "the upstream"
+    for method in REFLECTION_METHODS:
+        call = channel.stream_stream(
+            method,
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )(timeout=timeout, wait_for_ready=False)
+        try:
+            names, files = await _fetch_files(_ReflectionStream(call))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                log.debug("%s does not serve %s", upstream, method)
+                continue
+            raise DiscoveryError(_rpc_failure(upstream, exc)) from None
+        finally:
+            call.cancel()
+        return _build(files.values(), names=names)
+    raise DiscoveryError(
+        f"{upstream} does not serve gRPC server reflection (grpc.reflection.v1 or v1alpha); "
+        "enable reflection there or pass --descriptor-set FILE"
+    )
+
+
+def load_descriptor_set(path: Path) -> DiscoveredServices:
+    """Load a serialized FileDescriptorSet (protoc --descriptor_set_out --include_imports)."""
+    try:
+        fds = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+    except OSError as exc:
+        raise DiscoveryError(f"cannot read descriptor set {path}: {exc.strerror}") from None
+    except DecodeError:
+        raise DiscoveryError(f"{path} is not a serialized FileDescriptorSet") from None
+    names = [f"{_prefix(f.package)}{s.name}" for f in fds.file for s in f.service]
+    return _build(fds.file, names=names)
+
+
+#: Files received so far, by file name.
+_Files = dict[str, descriptor_pb2.FileDescriptorProto]
+
+
+async def _fetch_files(stream: _ReflectionStream) -> tuple[list[str], _Files]:
+    """The served service names, and every file they need (dependencies by name until none miss)."""
+    files: _Files = {}
+    listed = await stream.ask(list_services="")
+    names = [s.name for s in listed.list_services_response.service if _is_served(s.name)]
+    for name in names:
+        _take(files, await stream.ask(file_containing_symbol=name), name)
+    while missing := _missing_dependencies(files):
+        for filename in missing:
+            response = await stream.ask(file_by_filename=filename)
+            if not _take(files, response, filename, required=False):
+                files[filename] = _default_pool_copy(filename)
+    return names, files
+
+
+def _take(
+    files: _Files,
+    response: reflection_pb2.ServerReflectionResponse,
+    asked: str,
+    *,
+    required: bool = True,
+) -> bool:
+    if response.HasField("error_response"):
+        if not required:
+            return False
+        message = response.error_response.error_message or "not found"
+        raise DiscoveryError(f"the upstream could not describe {asked}: {message}")
+    for blob in response.file_descriptor_response.file_descriptor_proto:
+        proto = descriptor_pb2.FileDescriptorProto.FromString(blob)
+        files.setdefault(proto.name, proto)
+    return True
+
+
+def _missing_dependencies(files: Mapping[str, descriptor_pb2.FileDescriptorProto]) -> list[str]:
+    needed = {dep for proto in files.values() for dep in proto.dependency}
+    return sorted(needed - files.keys())
+
+
+def _default_pool_copy(filename: str) -> descriptor_pb2.FileDescriptorProto:
+    try:
+        descriptor = descriptor_pool.Default().FindFileByName(filename)
+    except KeyError:
+        raise DiscoveryError(
+            f"the upstream did not send {filename}, and it is not known here"
+        ) from None
+    log.info("the upstream did not send %s; using the local copy", filename)
+    proto = descriptor_pb2.FileDescriptorProto()
+    descriptor.CopyToProto(proto)
+    return proto
+
+
+def _build(
+    protos: Iterable[descriptor_pb2.FileDescriptorProto], *, names: Iterable[str]
+) -> DiscoveredServices:
+    by_name = {p.name: p for p in protos}
+    for dep in _missing_dependencies(by_name):
+        by_name[dep] = _default_pool_copy(dep)
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+    for name in sorted(by_name):
+        _add_in_order(pool, by_name, name, added)
+    services = tuple(pool.FindServiceByName(n) for n in dict.fromkeys(names) if _is_served(n))
+    return DiscoveredServices(pool=pool, services=services)
+
+
+def _add_in_order(
+    pool: descriptor_pool.DescriptorPool,
+    by_name: Mapping[str, descriptor_pb2.FileDescriptorProto],
+    name: str,
+    added: set[str],
+) -> None:
+    """Add `name` after its dependencies (imports form a DAG, so plain DFS is enough)."""
+    if name in added:
+        return
+    added.add(name)
+    proto = by_name[name]
+    for dep in proto.dependency:
+        _add_in_order(pool, by_name, dep, added)
+    try:
+        pool.AddSerializedFile(proto.SerializeToString())
+    except (TypeError, ValueError) as exc:
+        raise DiscoveryError(f"the upstream's {name} does not load: {exc}") from None
+
+
+def _is_served(service: str) -> bool:
+    return not service.startswith(SKIPPED_SERVICE_PREFIXES)
+
+
+def _prefix(package: str) -> str:
+    return f"{package}." if package else ""
+
+
+def _rpc_failure(upstream: str, exc: grpc.aio.AioRpcError) -> str:
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        details = exc.details() or ""
+        return f"cannot reach {upstream}: {describe_unreachable(details) or details}"
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"{upstream} did not answer server reflection in time"
+    return f"server reflection on {upstream} failed: {exc.code().name}: {exc.details()}"

@@ -1,0 +1,148 @@
+"""`taskgate serve`: the composition root. Start in order, stop in reverse.
+
+database (embedded or external) → migrations → gRPC door (+ reflection, health) → REST door →
+SERVING. On SIGTERM/SIGINT: NOT_SERVING, stop accepting, let in-flight calls finish (grace
+period), close the pool, stop the embedded PostgreSQL if this process started it, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from gateway.app import create_gateway_app
+from gateway.routing import RouteTable
+
+from api import task_pb2
+from gateway.options import GatewayOptions
+from server.grpc_server import create_grpc_server
+from server.local_invoker import LocalInvoker
+from server.pipeline import CallPipeline
+from server.reflection import enable_health, enable_reflection, set_not_serving, set_serving
+from server.settings import Address, ServeSettings
+from server.task_service import SERVICE_NAME, TaskService
+from store.embedded import EmbeddedPostgres
+from store.errors import StoreError
+from store.migrate import apply_migrations
+from store.pool import pool_context
+from store.task_store import TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """taskgate cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    """A started `taskgate serve`: the bound ports (useful when port 0 was asked for)."""
+
+    grpc_port: int
+    http_port: int
+
+
+async def run_serve(settings: ServeSettings) -> int:
+    """Serve until SIGTERM/SIGINT; return the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with serving(settings) as running:
+            log.info(
+                "taskgate ready: gRPC on %s:%d, REST on %s:%d",
+                settings.grpc_address.host,
+                running.grpc_port,
+                settings.http_address.host,
+                running.http_port,
+            )
+            await stop.wait()
+            log.info("shutting down (grace period %.0fs)", settings.grace_period)
+    except (StartupError, StoreError) as error:
+        log.error("cannot start: %s", error)
+        return 1
+    log.info("stopped")
+    return 0
+
+
+@asynccontextmanager
+async def serving(settings: ServeSettings) -> AsyncIterator[RunningServer]:
+    """Everything `taskgate serve` runs, started; stopped gracefully on exit."""
+    async with AsyncExitStack() as stack:
+        dsn = settings.database_url
+        if dsn is None:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            log.info("starting the embedded PostgreSQL in %s", settings.data_dir.resolve())
+            dsn = await embedded.start()
+            stack.push_async_callback(embedded.stop)
+        pool = await stack.enter_async_context(pool_context(dsn))
+        applied = await apply_migrations(pool)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        pipeline = CallPipeline(TaskService(TaskStore(pool)).methods())
+
+        server = create_grpc_server(pipeline)
+        health = enable_health(server)
+        await set_not_serving(health)
+        enable_reflection(server, [SERVICE_NAME])
+        grpc_port = _bind_grpc(server, settings.grpc_address)
+        await server.start()
+        stack.push_async_callback(_stop_grpc, server, settings.grace_period)
+
+        serving_now = False
+
+        async def is_serving() -> bool:
+            return serving_now
+
+        routes = RouteTable.from_services([task_pb2.DESCRIPTOR.services_by_name["TaskService"]])
+        app = create_gateway_app(
+            routes, LocalInvoker(pipeline), GatewayOptions.kfp(), health=is_serving
+        )
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=settings.grace_period
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        http_port = await _bind_http(runner, settings.http_address)
+
+        await set_serving(health, [SERVICE_NAME])
+        serving_now = True
+        try:
+            yield RunningServer(grpc_port, http_port)
+        finally:
+            serving_now = False
+            await set_not_serving(health)
+
+
+def _bind_grpc(server: grpc.aio.Server, address: Address) -> int:
+    try:
+        port = server.add_insecure_port(str(address))
+    except RuntimeError:
+        port = 0
+    if port == 0 and address.port != 0:
+        raise StartupError(f"cannot listen for gRPC on {address}: address in use or unavailable")
+    return port
+
+
+async def _bind_http(runner: web.AppRunner, address: Address) -> int:
+    site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as error:
+        raise StartupError(f"cannot listen for REST on {address}: {error.strerror}") from None
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def _stop_grpc(server: grpc.aio.Server, grace: float) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await server.stop(grace)

@@ -8,7 +8,7 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from server.pipeline import CallContext, CallPipeline, Method, RpcFailure
+from server.pipeline import CallContext, CallPipeline, Method, CallError
 
 GRPC_DETAILS_KEY = "grpc-status-details-bin"
 #: KFP's driver client accepts replies up to 100 MiB; accept requests as large.
@@ -48,7 +48,7 @@ def _method_handler(
         )
         try:
             return await pipeline.call(request, call)
-        except RpcFailure as failure:
+        except CallError as failure:
             await context.abort(failure.code, failure.message, _details_metadata(failure))
             raise AssertionError("unreachable: abort raises") from None
 
@@ -59,7 +59,7 @@ def _method_handler(
     )
 
 
-def _details_metadata(failure: RpcFailure) -> tuple[tuple[str, bytes], ...]:
+def _details_metadata(failure: CallError) -> tuple[tuple[str, bytes], ...]:
     if not failure.details:
         return ()
     status = status_pb2.Status(

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from gateway.invoker import CallOptions, UnaryResult
 from gateway.status import RpcStatus, RpcStatusError
-from server.pipeline import CallContext, CallPipeline, RpcFailure
+from server.pipeline import CallContext, CallPipeline, CallError
 
 #: What a gRPC upstream sends as response headers; grpc-gateway forwards it as
 #: Grpc-Metadata-Content-Type, a small fingerprint of KFP's stack (kfp-reference §3.3).
@@ -30,7 +30,7 @@ class LocalInvoker:
         context = CallContext(method=method, metadata=options.metadata, timeout=options.timeout)
         try:
             response = await self._pipeline.call(request, context)
-        except RpcFailure as failure:
+        except CallError as failure:
             raise RpcStatusError(
                 RpcStatus(failure.code, failure.message, failure.details)
             ) from None

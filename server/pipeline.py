@@ -38,7 +38,7 @@ Handler = Callable[[Message, CallContext], Awaitable[Message]]
 
 
 @dataclass(frozen=True, slots=True)
-class RpcFailure(Exception):
+class CallError(Exception):
     """A call that ended in a non-OK status: what the client will see."""
 
     code: grpc.StatusCode
@@ -62,12 +62,12 @@ class CallPipeline:
         self.methods = dict(methods)
 
     async def call(self, request: Message, context: CallContext) -> Message:
-        """Run one call; raises RpcFailure for every failure except cancellation."""
+        """Run one call; raises CallError for every failure except cancellation."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
             return await self._run(request, context)
-        except RpcFailure as failure:
+        except CallError as failure:
             code = failure.code
             raise
         finally:
@@ -77,16 +77,16 @@ class CallPipeline:
     async def _run(self, request: Message, context: CallContext) -> Message:
         method = self.methods.get(context.method)
         if method is None:
-            raise RpcFailure(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {context.method}")
+            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {context.method}")
         try:
             async with asyncio.timeout(context.timeout):
                 return await method.handler(request, context)
         except ServiceError as error:
             if error.code != grpc.StatusCode.INVALID_ARGUMENT:
                 log.warning("%s failed: %s", context.method, error.chain)
-            raise RpcFailure(error.code, error.chain, error.details()) from None
+            raise CallError(error.code, error.chain, error.details()) from None
         except TimeoutError:
-            raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         except Exception:
             log.exception("%s failed unexpectedly", context.method)
-            raise RpcFailure(grpc.StatusCode.INTERNAL, "Internal error") from None
+            raise CallError(grpc.StatusCode.INTERNAL, "Internal error") from None

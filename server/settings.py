@@ -39,8 +39,8 @@ class Address:
 class ServeSettings:
     """Everything `taskgate serve` needs (DECISIONS §2)."""
 
-    grpc_address: Address = Address.parse(DEFAULT_GRPC_ADDRESS, "--grpc-address")
-    http_address: Address = Address.parse(DEFAULT_HTTP_ADDRESS, "--http-address")
+    grpc_address: Address = Address("127.0.0.1", 8887)
+    http_address: Address = Address("127.0.0.1", 8888)
     #: An external PostgreSQL; None starts the embedded one in data_dir.
     database_url: str | None = None
     data_dir: Path = DEFAULT_DATA_DIR
@@ -67,7 +67,7 @@ class GatewaySettings:
     """Everything `taskgate gateway` needs (DECISIONS §2, §5)."""
 
     upstream: Address
-    http_address: Address = Address.parse(DEFAULT_HTTP_ADDRESS, "--http-address")
+    http_address: Address = Address("127.0.0.1", 8888)
     descriptor_set: Path | None = None
     strict: bool = False
     json_names: str = "json"

@@ -138,9 +138,8 @@ async def _bind_http(runner: web.AppRunner, address: Address) -> int:
         await site.start()
     except OSError as error:
         raise StartupError(f"cannot listen for REST on {address}: {error.strerror}") from None
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
-    return int(server.sockets[0].getsockname()[1])
+    bound = runner.addresses[-1]  # (host, port, ...) of the socket this site just bound
+    return int(bound[1])
 
 
 async def _stop_grpc(server: grpc.aio.Server, grace: float) -> None:

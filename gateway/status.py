@@ -14,7 +14,7 @@ from google.protobuf import any_pb2
 
 @dataclass(frozen=True, slots=True)
 class RpcStatus:
-    """A gRPC status as the client sees it (google.rpc.Status, with the code as a grpc.StatusCode)."""
+    """A gRPC status as the client sees it (google.rpc.Status; the code is a grpc.StatusCode)."""
 
     code: grpc.StatusCode
     message: str

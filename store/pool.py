@@ -1,0 +1,106 @@
+"""Open the asyncpg pool; a database that cannot be reached becomes StoreUnavailableError.
+
+Owns connection settings only; statements live in store.queries.
+"""
+
+from __future__ import annotations
+
+import logging
+from asyncio import timeout as asyncio_timeout
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+
+from store.errors import StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+#: Sent with every connection. JIT only slows the short queries this service runs.
+SERVER_SETTINGS = {"application_name": "taskgate", "jit": "off"}
+
+
+def describe_dsn(dsn: str) -> str:
+    """Where a DSN points, for messages; never the password.
+
+    "postgresql://u:secret@db:6432/tasks" gives "db:6432/tasks";
+    "postgresql://postgres@/postgres?host=/run/pg" gives "/run/pg/postgres".
+    """
+    try:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+        host = parts.hostname or query.get("host", ["localhost"])[0]
+        port = parts.port or query.get("port", [""])[0]
+    except ValueError:
+        return "the configured database"
+    database = parts.path.lstrip("/")
+    where = f"{host}:{port}" if port else host
+    return f"{where}/{database}" if database else where
+
+
+async def open_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> asyncpg.Pool:
+    """Create a pool and open `min_size` connections now, so a bad DSN fails at start-up."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            server_settings=SERVER_SETTINGS,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = _reason(exc)
+        raise StoreUnavailableError(
+            f"database unavailable: cannot connect to {describe_dsn(dsn)}: {reason}"
+        ) from exc
+    log.info("connected to PostgreSQL at %s", describe_dsn(dsn))
+    return pool
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause without the DSN: asyncpg's messages name hosts and users, never passwords."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+@asynccontextmanager
+async def pool_context(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> AsyncIterator[asyncpg.Pool]:
+    """`async with pool_context(dsn) as pool:`; closes the pool on exit (terminates it if
+    connections are still busy after CLOSE_TIMEOUT_SECONDS)."""
+    pool = await open_pool(
+        dsn, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout
+    )
+    try:
+        yield pool
+    finally:
+        await close_pool(pool)
+
+
+async def close_pool(pool: asyncpg.Pool, grace_seconds: float = CLOSE_TIMEOUT_SECONDS) -> None:
+    """Close gracefully, then terminate whatever is still running."""
+    try:
+        async with asyncio_timeout(grace_seconds):
+            await pool.close()
+    except TimeoutError:
+        log.warning("database pool did not close within %.0fs; terminating it", grace_seconds)
+        pool.terminate()

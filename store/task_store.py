@@ -1,0 +1,140 @@
+"""TaskStore: create and list tasks, and the shared page-token key, on an asyncpg pool.
+
+Picks a statement from store.queries, runs it, turns rows into TaskRecords and translates
+asyncpg errors into store errors in one place (`_translate_errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from store import queries
+from store.errors import StoreError, StoreUnavailableError
+from store.records import Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_SECONDS = 2.0
+SIGNING_KEY_NAME = "page_token_key"
+TOKEN_KEY_BYTES = 32
+
+# Losing the database, as opposed to a bad statement: the caller may retry elsewhere or later.
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08: connection failures
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now, query canceled
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+)
+
+
+def _is_lost_connection(exc: asyncpg.InterfaceError) -> bool:
+    """asyncpg reports a closed pool or connection as a plain InterfaceError."""
+    message = str(exc)
+    return "closed" in message or "closing" in message
+
+
+@asynccontextmanager
+async def _translate_errors(action: str) -> AsyncIterator[None]:
+    """Raise StoreUnavailableError / StoreError for anything asyncpg or the socket raises."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except _UNAVAILABLE_ERRORS as exc:
+        raise StoreUnavailableError("database unavailable") from exc
+    except asyncpg.InterfaceError as exc:
+        if _is_lost_connection(exc):
+            raise StoreUnavailableError("database unavailable") from exc
+        raise StoreError(f"{action} failed: {type(exc).__name__}") from exc
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"{action} failed: SQLSTATE {exc.sqlstate}") from exc
+
+
+def _record_from_row(row: asyncpg.Record) -> TaskRecord:
+    return TaskRecord(
+        id=str(row["id"]),
+        namespace=str(row["namespace"]),
+        pipeline_name=str(row["pipeline_name"]),
+        run_id=str(row["run_id"]),
+        mlmd_execution_id=str(row["mlmd_execution_id"]),
+        created_at=int(row["created_at"]),
+        finished_at=int(row["finished_at"]),
+        fingerprint=str(row["fingerprint"]),
+    )
+
+
+class TaskStore:
+    """The tasks table behind one asyncpg pool. Keeps nothing another replica would need."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._token_key: bytes | None = None
+
+    async def create_task(self, new_task: NewTask) -> TaskRecord:
+        """Insert a task with a fresh lowercase UUIDv4 id; committed before this returns."""
+        async with _translate_errors("create_task"):
+            row = await self._pool.fetchrow(
+                queries.INSERT_TASK,
+                str(uuid.uuid4()),
+                new_task.namespace,
+                new_task.pipeline_name,
+                new_task.run_id,
+                new_task.mlmd_execution_id,
+                new_task.created_at,
+                new_task.finished_at,
+                new_task.fingerprint,
+            )
+        if row is None:
+            raise StoreError("create_task failed: INSERT returned no row")
+        return _record_from_row(row)
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """One page and the exact match count, read in one REPEATABLE READ snapshot."""
+        statements = queries.task_page_statements(query)
+        async with (
+            _translate_errors("list_tasks"),
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await connection.fetch(statements.rows_sql, *statements.rows_args)
+            total_size = await connection.fetchval(statements.count_sql, *statements.count_args)
+        records = [_record_from_row(row) for row in rows]
+        next_cursor = None
+        if len(records) > query.limit:
+            first_of_next = records[query.limit]
+            next_cursor = Cursor(first_of_next.sort_value(query.sort), first_of_next.id)
+            del records[query.limit :]
+        return TaskPage(records=records, next_cursor=next_cursor, total_size=int(total_size))
+
+    async def token_key(self) -> bytes:
+        """The random 32-byte page-token key: created once in the database, shared by every
+        replica, read once per TaskStore and cached."""
+        if self._token_key is None:
+            async with _translate_errors("token_key"):
+                candidate = secrets.token_bytes(TOKEN_KEY_BYTES)
+                await self._pool.execute(queries.INSERT_KEY_IF_ABSENT, SIGNING_KEY_NAME, candidate)
+                key = await self._pool.fetchval(queries.SELECT_KEY, SIGNING_KEY_NAME)
+            if not isinstance(key, bytes) or len(key) != TOKEN_KEY_BYTES:
+                raise StoreError("token_key failed: stored key is not 32 bytes")
+            self._token_key = key
+        return self._token_key
+
+    async def ping(self) -> bool:
+        """True when the database answers `SELECT 1` within PING_TIMEOUT_SECONDS."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS), _translate_errors("ping"):
+                answer = await self._pool.fetchval(queries.PING)
+            return bool(answer == 1)
+        except StoreError:
+            log.debug("database ping failed", exc_info=True)
+            return False
+        except TimeoutError:
+            return False

@@ -153,7 +153,7 @@ def _default_pool_copy(filename: str) -> descriptor_pb2.FileDescriptorProto:
         raise DiscoveryError(
             f"the upstream did not send {filename}, and it is not known here"
         ) from None
-    log.info("the upstream did not send %s; using the local copy", filename)
+    log.info("%s was not provided; using the local copy", filename)
     proto = descriptor_pb2.FileDescriptorProto()
     descriptor.CopyToProto(proto)
     return proto
@@ -163,8 +163,8 @@ def _build(
     protos: Iterable[descriptor_pb2.FileDescriptorProto], *, names: Iterable[str]
 ) -> DiscoveredServices:
     by_name = {p.name: p for p in protos}
-    for dep in _missing_dependencies(by_name):
-        by_name[dep] = _default_pool_copy(dep)
+    while missing := _missing_dependencies(by_name):
+        by_name.update((dep, _default_pool_copy(dep)) for dep in missing)
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
     for name in sorted(by_name):

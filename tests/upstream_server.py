@@ -113,12 +113,14 @@ class LibraryService(pb_grpc.LibraryServicer):
     async def StreamBooks(
         self, request: pb.StreamBooksRequest, context: Context
     ) -> AsyncIterator[pb.Book]:
-        for i in range(request.count):
-            if request.fail_code and i == request.fail_after:
-                await context.abort(grpc_code(request.fail_code), f"failed after {i} books")
+        """`count` books; with a fail_code, fail after min(count, fail_after) of them."""
+        sent = min(request.count, request.fail_after) if request.fail_code else request.count
+        for i in range(sent):
             if i and request.interval_ms:
                 await asyncio.sleep(request.interval_ms / 1000)
             yield book_named(f"{request.shelf}/books/{i}")
+        if request.fail_code:
+            await context.abort(grpc_code(request.fail_code), f"failed after {sent} books")
 
     async def StreamFile(self, request: pb.ReadFileRequest, context: Context) -> AsyncIterator[Any]:
         content_type = request.content_type or "text/plain"

@@ -1,0 +1,225 @@
+"""JSON in and out under `GatewayOptions`: request bodies, responses, `response_body`, HttpBody.
+
+Pure. `json_format` does the proto3 JSON mapping; this module words its failures in plain terms
+that name the field (`invalid value for field "runId": expected a string`), never Python's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, cast
+
+from google.protobuf import descriptor, descriptor_pool, json_format
+from google.protobuf.message import Message
+
+from gateway.errors import TranscodeError
+from gateway.field_paths import FieldDescriptor, expected_value, find_field, is_map
+from gateway.options import GatewayOptions
+
+JSON_CONTENT_TYPE = "application/json"
+DEFAULT_BINARY_CONTENT_TYPE = "application/octet-stream"
+_WKT_PREFIX = "google.protobuf."
+
+_FAILED_FIELD = re.compile(r"Failed to parse (\S+) field: ")
+_UNKNOWN_FIELD = re.compile(r'has no field named "([^"]*)"')
+_ONEOF_TWICE = re.compile(r'should not have multiple "([^"]*)" oneof fields')
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedBody:
+    body: bytes
+    content_type: str
+
+
+def dump_json(value: Any) -> bytes:
+    """Compact JSON, UTF-8, as grpc-gateway writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def load_json_body(body: bytes) -> Any:
+    """The decoded JSON of a request body; None for an empty body (R30)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TranscodeError.invalid("the request body is not valid UTF-8") from None
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise TranscodeError.invalid(f"the request body is not valid JSON ({where})") from None
+    except (ValueError, RecursionError):
+        raise TranscodeError.invalid("the request body is not valid JSON") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON; ProtoJSON spells them "NaN"
+
+
+def parse_body_into(
+    value: Any,
+    request: Message,
+    body_field: FieldDescriptor | None,
+    *,
+    ignore_unknown_fields: bool,
+    pool: descriptor_pool.DescriptorPool | None = None,
+) -> None:
+    """Merge a decoded JSON body into `request`: the whole message, or into `body_field`."""
+    if value is None:
+        return  # R30: no body or `null` leaves the target unset
+    if body_field is None:
+        if not isinstance(value, dict):
+            raise TranscodeError.invalid("the request body must be a JSON object")
+        document: dict[str, Any] = value
+    else:
+        _check_top_level(body_field, value)
+        document = {body_field.name: value}
+    try:
+        json_format.ParseDict(
+            document, request, ignore_unknown_fields=ignore_unknown_fields, descriptor_pool=pool
+        )
+    except json_format.ParseError as exc:
+        root = cast(descriptor.Descriptor, request.DESCRIPTOR)
+        message = _describe_parse_error(str(exc), root, body_field)
+        raise TranscodeError.invalid(message) from None
+
+
+def _check_top_level(field: FieldDescriptor, value: Any) -> None:
+    if is_map(field) or _is_plain_message(field):
+        expected, ok = "a JSON object", isinstance(value, dict)
+    elif field.is_repeated:
+        expected, ok = "a JSON array", isinstance(value, list)
+    else:
+        return  # scalars and well-known types: json_format checks the value
+    if not ok:
+        raise TranscodeError.invalid(f"the request body must be {expected}")
+
+
+def _is_plain_message(field: FieldDescriptor) -> bool:
+    message = field.message_type
+    return (
+        message is not None
+        and not field.is_repeated
+        and not message.full_name.startswith(_WKT_PREFIX)
+    )
+
+
+def _describe_parse_error(
+    text: str, root: descriptor.Descriptor, body_field: FieldDescriptor | None
+) -> str:
+    names: list[str] = []
+    while found := _FAILED_FIELD.match(text):
+        names.append(found.group(1))
+        text = text[found.end() :]
+    field = _walk(root, names)
+    shown = names[1:] if body_field is not None and _is_plain_message(body_field) else names
+    if unknown := _UNKNOWN_FIELD.search(text):
+        return f'unknown field "{".".join([*shown, unknown.group(1)])}" in the request body'
+    if oneof := _ONEOF_TWICE.search(text):
+        return f'more than one field of oneof "{".".join([*shown, oneof.group(1)])}" is set'
+    if "too deep" in text:
+        return "the request body is nested too deeply"
+    if field is None or not shown:
+        return "the request body has an invalid value"
+    return f'invalid value for field "{".".join(shown)}": expected {_expected(field)}'
+
+
+def _walk(root: descriptor.Descriptor, names: list[str]) -> FieldDescriptor | None:
+    message: descriptor.Descriptor | None = root
+    field = None
+    for name in names:
+        if message is None:
+            return None
+        field = find_field(message, name)
+        if field is None:
+            return None
+        message = field.message_type
+        if message is not None and is_map(field):
+            message = message.fields_by_name["value"].message_type
+    return field
+
+
+def _expected(field: FieldDescriptor) -> str:
+    if is_map(field):
+        return "a JSON object"
+    if field.is_repeated:
+        return f"a JSON array of items that are each {expected_value(field)}"
+    return expected_value(field)
+
+
+def message_to_value(
+    message: Message, options: GatewayOptions, pool: descriptor_pool.DescriptorPool | None = None
+) -> Any:
+    """`message` as a JSON value (a dict, or a string etc. for well-known types)."""
+    return json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=options.use_proto_field_names,
+        always_print_fields_with_no_presence=options.emit_unpopulated,
+        descriptor_pool=pool,
+    )
+
+
+def render_response(
+    response: Message,
+    response_body: FieldDescriptor | None,
+    options: GatewayOptions,
+    pool: descriptor_pool.DescriptorPool | None = None,
+) -> RenderedBody:
+    """The HTTP body of a response: the message, its `response_body` field (R35), or HttpBody."""
+    target = response if response_body is None else None
+    if response_body is not None and _is_singular_message(response_body):
+        target = getattr(response, response_body.name)
+    if target is not None:
+        if target.DESCRIPTOR.full_name == "google.api.HttpBody":
+            return render_http_body(target)
+        return RenderedBody(dump_json(message_to_value(target, options, pool)), JSON_CONTENT_TYPE)
+    assert response_body is not None  # noqa: S101 (narrowing only)
+    value = _field_value(response, response_body, options, pool)
+    return RenderedBody(dump_json(value), JSON_CONTENT_TYPE)
+
+
+def render_http_body(http_body: Message) -> RenderedBody:
+    content_type: str = getattr(http_body, "content_type") or DEFAULT_BINARY_CONTENT_TYPE  # noqa: B009
+    data: bytes = getattr(http_body, "data")  # noqa: B009
+    return RenderedBody(data, content_type)
+
+
+def _is_singular_message(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and not field.is_repeated
+
+
+def _field_value(
+    response: Message,
+    field: FieldDescriptor,
+    options: GatewayOptions,
+    pool: descriptor_pool.DescriptorPool | None,
+) -> Any:
+    """A repeated, map or scalar `response_body` field as a bare JSON value."""
+    value = getattr(response, field.name)
+    if is_map(field):
+        value_field = field.message_type.fields_by_name["value"] if field.message_type else None
+        if value_field is not None and value_field.message_type is not None:
+            return {_map_key(k): message_to_value(v, options, pool) for k, v in value.items()}
+    elif field.is_repeated and field.message_type is not None:
+        return [message_to_value(item, options, pool) for item in value]
+    # Scalars (and repeated/map of scalars): let json_format spell them (int64 as strings, ...).
+    holder = type(response)()
+    if is_map(field):
+        getattr(holder, field.name).update(value)
+    elif field.is_repeated:
+        getattr(holder, field.name).extend(value)
+    else:
+        setattr(holder, field.name, value)
+    rendered = json_format.MessageToDict(
+        holder, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return rendered.get(field.name)
+
+
+def _map_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)

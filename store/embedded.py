@@ -131,6 +131,7 @@ class EmbeddedPostgres:
     def _stop(self) -> None:
         run_as = embedded_os.unprivileged_user() if os.geteuid() == 0 else None
         bin_dir = postgres_bin_dir()
+        info = embedded_os.read_postmaster_pid(self.pgdata)
         self._run(
             run_as,
             bin_dir / "pg_ctl",
@@ -140,6 +141,8 @@ class EmbeddedPostgres:
             "stop",
         )  # fmt: skip
         self._started_here = False
+        if info is not None and not embedded_os.wait_for_exit(info.pid, START_TIMEOUT_SECONDS):
+            raise StoreError(f"embedded PostgreSQL (pid {info.pid}) did not exit")
         log.info("embedded PostgreSQL stopped")
 
     def _socket_dir(self, run_as: RunAs | None) -> Path:

@@ -9,6 +9,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,15 +114,36 @@ def remove_stale_socket_lock(socket_dir: Path, port: int) -> None:
             path.unlink(missing_ok=True)
 
 
-def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
-    """True if `pid` is alive and is a server whose working directory is `pgdata` (the
-    postmaster chdirs into its data directory)."""
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Wait until `pid` has exited (a zombie counts as exited); False on timeout. pg_ctl stop
+    returns once postmaster.pid is gone, a moment before the process itself ends."""
+    deadline = time.monotonic() + timeout
+    while _is_running(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _is_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass  # alive, owned by someone else
+        return True
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the signal probe is all we have
+    return stat_line.rpartition(")")[2].split()[0] != "Z"
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    """True if `pid` is alive and is a server whose working directory is `pgdata` (the
+    postmaster chdirs into its data directory)."""
+    if not _is_running(pid):
+        return False
     if not Path("/proc/self").exists():
         return True  # no /proc (macOS): the signal probe is all we have
     try:

@@ -1,0 +1,173 @@
+"""The aiohttp application: one catch-all handler that sequences the pure transcoder modules.
+
+All aiohttp code of the gateway lives here and in `streaming.py`. Every failure goes through
+`errors.status_from_exception` and one renderer, so every error has the same JSON shape.
+HEAD is served only where a rule names it (KFP answers HEAD with 405), like any other method.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from google.protobuf import descriptor_pool as descriptor_pool_module
+from google.protobuf.message import Message
+
+from gateway.errors import (
+    TranscodeError,
+    error_body,
+    http_status_of,
+    status_from_exception,
+)
+from gateway.invoker import CallOptions, Invoker
+from gateway.json_codec import JSON_CONTENT_TYPE, render_response
+from gateway.metadata import call_options_from_headers, headers_from_metadata
+from gateway.options import GatewayOptions
+from gateway.request_mapping import build_request
+from gateway.routing import MethodNotAllowed, NoRoute, RouteMatch, RouteTable
+from gateway.streaming import stream_response
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "/healthz"
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    routes: RouteTable
+    invoker: Invoker
+    options: GatewayOptions
+    health: HealthCheck | None
+    #: resolves `Any` error details; None: the default pool.
+    pool: descriptor_pool_module.DescriptorPool | None
+
+
+GATEWAY = web.AppKey("gateway", GatewayState)
+
+
+def create_gateway_app(
+    routes: RouteTable,
+    invoker: Invoker,
+    options: GatewayOptions,
+    *,
+    health: HealthCheck | None = None,
+    descriptor_pool: descriptor_pool_module.DescriptorPool | None = None,
+) -> web.Application:
+    """A REST application serving `routes` through `invoker`, plus `GET /healthz`."""
+    app = web.Application(client_max_size=options.max_body_bytes)
+    app[GATEWAY] = GatewayState(routes, invoker, options, health, descriptor_pool)
+    app.router.add_route("*", "/{path:.*}", handle)
+    return app
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Every request: route, build, call, render; or one error response."""
+    state = request.app[GATEWAY]
+    try:
+        return await _serve(request, state)
+    except Exception as exc:  # every failure is rendered the same way; CancelledError passes
+        return error_response(exc, state)
+
+
+async def _serve(request: web.Request, state: GatewayState) -> web.StreamResponse:
+    path, _, query = request.raw_path.partition("?")
+    if path == HEALTH_PATH and request.method == "GET":
+        return await _health_response(state)
+    match = _match(state.routes, request.method, path)
+    call_options = call_options_from_headers(request.headers, state.options)
+    body = await _read_body(request, match, state.options)
+    content_type = request.headers.get("Content-Type", "")
+    message = build_request(match, query, body, content_type, state.options)
+    route = match.route
+    if route.server_streaming:
+        stream = state.invoker.server_stream(route.rpc, message, call_options)
+        return await stream_response(request, route, stream, state.options)
+    return await _unary(request, state, match, message, call_options)
+
+
+async def _unary(
+    request: web.Request,
+    state: GatewayState,
+    match: RouteMatch,
+    message: Message,
+    call_options: CallOptions,
+) -> web.Response:
+    route = match.route
+    result = await state.invoker.unary(route.rpc, message, call_options)
+    rendered = render_response(
+        result.response, route.response_body_descriptor, state.options, route.pool
+    )
+    # grpc-gateway sends trailers as headers only when the client asked with `TE: trailers`.
+    wants_trailers = "trailers" in request.headers.get("TE", "")
+    trailers = result.trailing_metadata if wants_trailers else ()
+    response = web.Response(body=rendered.body, headers={"Content-Type": rendered.content_type})
+    for name, value in headers_from_metadata(result.header_metadata, trailers):
+        response.headers.add(name, value)
+    return response
+
+
+def _match(routes: RouteTable, http_method: str, path: str) -> RouteMatch:
+    found = routes.match(http_method, path)
+    if isinstance(found, NoRoute):
+        raise TranscodeError(grpc.StatusCode.NOT_FOUND, "Not Found", http_status=404)
+    if isinstance(found, MethodNotAllowed):
+        allow = ", ".join(sorted(found.allowed))
+        raise TranscodeError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Method Not Allowed",
+            http_status=405,
+            headers={"Allow": allow},
+        )
+    return found
+
+
+async def _read_body(request: web.Request, match: RouteMatch, options: GatewayOptions) -> bytes:
+    if match.route.body_field is None or not request.body_exists:
+        return b""  # aiohttp drains an unread body itself
+    length = request.content_length
+    try:
+        if length is not None and length > options.max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=options.max_body_bytes, actual_size=length)
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TranscodeError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the request body is larger than {options.max_body_bytes} bytes",
+            http_status=413,
+        ) from None
+
+
+async def _health_response(state: GatewayState) -> web.Response:
+    if state.health is not None and not await _is_healthy(state.health):
+        raise TranscodeError(grpc.StatusCode.UNAVAILABLE, "not serving")
+    return web.Response(body=b'{"status":"SERVING"}', content_type=JSON_CONTENT_TYPE)
+
+
+async def _is_healthy(health: HealthCheck) -> bool:
+    try:
+        return await health()
+    except Exception:
+        log.exception("health check failed")
+        return False
+
+
+def error_response(exc: BaseException, state: GatewayState) -> web.Response:
+    """The one renderer of errors: status from `errors`, body in the configured style."""
+    status = status_from_exception(exc)
+    options = state.options
+    body = error_body(
+        status,
+        options.error_style,
+        state.pool,
+        use_proto_field_names=options.use_proto_field_names,
+    )
+    response = web.Response(
+        status=http_status_of(exc, status), body=body, content_type=JSON_CONTENT_TYPE
+    )
+    if isinstance(exc, TranscodeError):
+        response.headers.update(exc.headers)
+    return response

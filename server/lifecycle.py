@@ -25,7 +25,7 @@ from gateway.options import GatewayOptions
 from server.grpc_server import create_grpc_server
 from server.local_invoker import LocalInvoker
 from server.pipeline import CallPipeline
-from server.reflection import enable_health, enable_reflection, set_not_serving, set_serving
+from server.reflection import enable_health, enable_reflection, enter_shutdown, set_serving
 from server.settings import Address, ServeSettings
 from server.task_service import SERVICE_NAME, TaskService
 from store.embedded import EmbeddedPostgres
@@ -90,8 +90,7 @@ async def serving(settings: ServeSettings) -> AsyncIterator[RunningServer]:
         pipeline = CallPipeline(TaskService(TaskStore(pool)).methods())
 
         server = create_grpc_server(pipeline)
-        health = enable_health(server)
-        await set_not_serving(health)
+        health = await enable_health(server)
         enable_reflection(server, [SERVICE_NAME])
         grpc_port = _bind_grpc(server, settings.grpc_address)
         await server.start()
@@ -119,7 +118,7 @@ async def serving(settings: ServeSettings) -> AsyncIterator[RunningServer]:
             yield RunningServer(grpc_port, http_port)
         finally:
             serving_now = False
-            await set_not_serving(health)
+            await enter_shutdown(health)
 
 
 def _bind_grpc(server: grpc.aio.Server, address: Address) -> int:

@@ -47,9 +47,11 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     )
 
 
-def enable_health(server: grpc.aio.Server) -> health.aio.HealthServicer:
-    """Serve grpc.health.v1.Health; everything starts NOT_SERVING until `set_serving`."""
+async def enable_health(server: grpc.aio.Server) -> health.aio.HealthServicer:
+    """Serve grpc.health.v1.Health; NOT_SERVING until `set_serving` (DECISIONS §2: ready means
+    SERVING)."""
     servicer = health.aio.HealthServicer()
+    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
 
@@ -59,5 +61,6 @@ async def set_serving(servicer: health.aio.HealthServicer, services: Iterable[st
         await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
-async def set_not_serving(servicer: health.aio.HealthServicer) -> None:
+async def enter_shutdown(servicer: health.aio.HealthServicer) -> None:
+    """Everything NOT_SERVING, for good: the process is stopping."""
     await servicer.enter_graceful_shutdown()

@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -143,6 +144,8 @@ class EmbeddedPostgres:
         self._started_here = False
         if info is not None and not embedded_os.wait_for_exit(info.pid, START_TIMEOUT_SECONDS):
             raise StoreError(f"embedded PostgreSQL (pid {info.pid}) did not exit")
+        if info is not None and Path(info.socket_dir) != self.pgdata:
+            shutil.rmtree(info.socket_dir, ignore_errors=True)  # the short-path fallback
         log.info("embedded PostgreSQL stopped")
 
     def _socket_dir(self, run_as: RunAs | None) -> Path:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,19 +66,35 @@ async def _migrate(url: str) -> None:
         await connection.close()
 
 
+@contextmanager
+def private_temp_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory of our own under /tmp, removed afterwards.
+
+    Not pytest's tmp_path: as root the server runs as another user that must traverse the
+    path, and every new pytest session (other runs on the same machine included) resets
+    /tmp/pytest-of-<user> to 0700 and prunes old session directories.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A PostgreSQL server we may create databases on (superuser URL)."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield external
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-postgres"))
-    url = asyncio.run(embedded.start())
-    try:
-        yield url
-    finally:
-        asyncio.run(embedded.stop())
+    with private_temp_dir("taskgate-test-pg-") as data_dir:
+        embedded = EmbeddedPostgres(data_dir)
+        url = asyncio.run(embedded.start())
+        try:
+            yield url
+        finally:
+            asyncio.run(embedded.stop())
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -12,13 +12,21 @@ import pytest
 
 from store import EmbeddedPostgres, NewTask, TaskQuery, TaskStore, apply_migrations, pool_context
 from store.embedded_os import read_postmaster_pid, wait_for_exit
+from tests.integration.conftest import private_temp_dir
 
 TASK = NewTask("ns", "p", "r", "m", 1_700_000_000, 0, "fp")
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
-    embedded = EmbeddedPostgres(tmp_path / "data")
+def tmp_dir() -> Iterator[Path]:
+    """Like tmp_path, but not under /tmp/pytest-of-root (see conftest.private_temp_dir)."""
+    with private_temp_dir("taskgate-test-embedded-") as path:
+        yield path
+
+
+@pytest.fixture
+async def server(tmp_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
+    embedded = EmbeddedPostgres(tmp_dir / "data")
     try:
         yield embedded
     finally:
@@ -97,14 +105,14 @@ async def test_a_server_already_running_is_reused_and_left_running(
     await connection.close()
 
 
-async def test_stop_without_start_does_nothing(tmp_path: Path) -> None:
-    await EmbeddedPostgres(tmp_path / "never").stop()
+async def test_stop_without_start_does_nothing(tmp_dir: Path) -> None:
+    await EmbeddedPostgres(tmp_dir / "never").stop()
 
-    assert not (tmp_path / "never").exists()
+    assert not (tmp_dir / "never").exists()
 
 
-async def test_long_data_dir_path_moves_the_socket(tmp_path: Path) -> None:
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
+async def test_long_data_dir_path_moves_the_socket(tmp_dir: Path) -> None:
+    deep = tmp_dir / ("d" * 60) / ("e" * 60)
     embedded = EmbeddedPostgres(deep)
     try:
         dsn = await embedded.start()

@@ -7,6 +7,7 @@ Owns building a fresh `DescriptorPool` from what the upstream sends. It does not
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,22 +43,28 @@ class DiscoveredServices:
     services: tuple[ServiceDescriptor, ...]
 
 
-class _ReflectionStream:
-    """One ServerReflectionInfo bidi call, used as request → response."""
+class _Reflection:
+    """ServerReflectionInfo on one method path, one request per call.
 
-    def __init__(
-        self,
-        call: grpc.aio.StreamStreamCall[
-            reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
-        ],
-    ) -> None:
-        self._call = call
+    Each question is its own call with a single request message (sent with the half-close, as a
+    unary call does). A bidi stream would race: grpc.aio turns a write that crosses the server's
+    immediate UNIMPLEMENTED into "INTERNAL: Internal error from Core", so the v1 → v1alpha
+    fallback would fail now and then. Reflection servers answer each request on its own, so
+    nothing is lost.
+    """
 
-    async def ask(self, **request: object) -> reflection_pb2.ServerReflectionResponse:
-        await self._call.write(reflection_pb2.ServerReflectionRequest(**request))
-        response = await self._call.read()
-        if response is grpc.aio.EOF:
-            raise DiscoveryError("the upstream closed the reflection stream early")
+    def __init__(self, channel: grpc.aio.Channel, method: str, deadline: float) -> None:
+        self._ask = channel.unary_unary(
+            method,
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        self._deadline = deadline
+
+    async def ask(self, **request: str) -> reflection_pb2.ServerReflectionResponse:
+        left = max(self._deadline - time.monotonic(), 0.001)
+        message = reflection_pb2.ServerReflectionRequest(**request)
+        response = await self._ask(message, timeout=left, wait_for_ready=False)
         assert isinstance(response, reflection_pb2.ServerReflectionResponse)  # noqa: S101
         return response
 
@@ -66,25 +73,19 @@ async def discover_services(
     channel: grpc.aio.Channel,
     *,
     target: str = "",
-    timeout: float = 10.0,  # noqa: ASYNC109 (the deadline of the one reflection stream)
+    timeout: float = 10.0,  # noqa: ASYNC109 (a deadline shared by every reflection call)
 ) -> DiscoveredServices:
     """Ask the upstream (named `target` in errors) for its services through server reflection."""
     upstream = f"upstream {target}" if target else "the upstream"
+    deadline = time.monotonic() + timeout
     for method in REFLECTION_METHODS:
-        call = channel.stream_stream(
-            method,
-            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
-        )(timeout=timeout, wait_for_ready=False)
         try:
-            names, files = await _fetch_files(_ReflectionStream(call))
+            names, files = await _fetch_files(_Reflection(channel, method, deadline))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 log.debug("%s does not serve %s", upstream, method)
                 continue
             raise DiscoveryError(_rpc_failure(upstream, exc)) from None
-        finally:
-            call.cancel()
         return _build(files.values(), names=names)
     raise DiscoveryError(
         f"{upstream} does not serve gRPC server reflection (grpc.reflection.v1 or v1alpha); "
@@ -108,7 +109,7 @@ def load_descriptor_set(path: Path) -> DiscoveredServices:
 _Files = dict[str, descriptor_pb2.FileDescriptorProto]
 
 
-async def _fetch_files(stream: _ReflectionStream) -> tuple[list[str], _Files]:
+async def _fetch_files(stream: _Reflection) -> tuple[list[str], _Files]:
     """The served service names, and every file they need (dependencies by name until none miss)."""
     files: _Files = {}
     listed = await stream.ask(list_services="")

@@ -2,6 +2,7 @@
 
 `running_upstream()` (sync, for module-scoped fixtures) and `start_upstream()` (async) wait for
 `LISTENING <port>` for at most `STARTUP_TIMEOUT` seconds and always stop the process they started.
+`serve_handlers()` runs a few raw handlers in-process, for misbehaving upstreams.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 20.0
@@ -103,3 +107,18 @@ async def start_upstream(
         yield upstream.port, upstream.process
     finally:
         await asyncio.to_thread(stop_upstream, upstream.process)
+
+
+@asynccontextmanager
+async def serve_handlers(
+    service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+) -> AsyncIterator[str]:
+    """An in-process server on 127.0.0.1 with `handlers` for `service`; yields its target."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, handlers)])
+    target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    try:
+        yield target
+    finally:
+        await server.stop(None)

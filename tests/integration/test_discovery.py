@@ -16,7 +16,13 @@ from grpc_reflection.v1alpha import reflection_pb2
 from gateway.discovery import DiscoveryError, discover_services
 from gateway.upstream import open_upstream_channel
 from tests.protos import transcoding_test_pb2
-from tests.upstream_process import UpstreamProcess, free_port, running_upstream, start_upstream
+from tests.upstream_process import (
+    UpstreamProcess,
+    free_port,
+    running_upstream,
+    serve_handlers,
+    start_upstream,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,20 +132,9 @@ async def test_dependencies_are_fetched_by_name_and_omitted_ones_come_from_the_d
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(
-                "grpc.reflection.v1alpha.ServerReflection", {"ServerReflectionInfo": handler}
-            )
-        ]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        found = await discover(f"127.0.0.1:{port}")
-    finally:
-        await server.stop(None)
+    service = "grpc.reflection.v1alpha.ServerReflection"
+    async with serve_handlers(service, {"ServerReflectionInfo": handler}) as target:
+        found = await discover(target)
 
     assert [s.full_name for s in found.services] == ["tgtest.Echo"]
     assert f"file_by_filename:{OMITTED}" in reflection.asked

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -18,7 +18,13 @@ from gateway.invoker import CallOptions
 from gateway.status import RpcStatusError
 from gateway.upstream import GrpcInvoker, open_upstream_channel
 from tests.protos import transcoding_test_pb2 as pb
-from tests.upstream_process import UpstreamProcess, free_port, running_upstream, start_upstream
+from tests.upstream_process import (
+    UpstreamProcess,
+    free_port,
+    running_upstream,
+    serve_handlers,
+    start_upstream,
+)
 from tests.upstream_server import UNKNOWN_DETAIL_TYPE
 
 pytestmark = pytest.mark.integration
@@ -212,17 +218,11 @@ async def garbage_invoker() -> AsyncIterator[GrpcInvoker]:
         "GetBook": grpc.unary_unary_rpc_method_handler(send_garbage),
         "StreamBooks": grpc.unary_stream_rpc_method_handler(stream_garbage),
     }
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("tgtest.Library", handlers)]
-    )
-    target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    await server.start()
-    try:
-        async with open_upstream_channel(target) as channel:
-            yield GrpcInvoker(channel, upstream=target)
-    finally:
-        await server.stop(None)
+    async with (
+        serve_handlers("tgtest.Library", handlers) as target,
+        open_upstream_channel(target) as channel,
+    ):
+        yield GrpcInvoker(channel, upstream=target)
 
 
 async def test_malformed_response_is_internal(garbage_invoker: GrpcInvoker) -> None:
@@ -245,3 +245,66 @@ async def test_malformed_stream_message_ends_the_stream(garbage_invoker: GrpcInv
 
     assert books == [pb.Book(name="fine")]
     assert error.status.code == grpc.StatusCode.INTERNAL
+
+
+class SlowLibrary:
+    """In-process handlers that never finish by themselves and record their cancellation."""
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    async def wait(self) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+    async def slow_unary(self, request: bytes, context: Any) -> bytes:
+        await self.wait()
+        return b""
+
+    async def endless_stream(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
+        yield pb.Book(name="first").SerializeToString()
+        await self.wait()
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[tuple[SlowLibrary, GrpcInvoker]]:
+    library = SlowLibrary()
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "GetBook": grpc.unary_unary_rpc_method_handler(library.slow_unary),
+        "StreamBooks": grpc.unary_stream_rpc_method_handler(library.endless_stream),
+    }
+    async with (
+        serve_handlers("tgtest.Library", handlers) as target,
+        open_upstream_channel(target) as channel,
+    ):
+        yield library, GrpcInvoker(channel, upstream=target)
+
+
+async def test_the_server_sees_a_cancelled_unary_call(
+    slow: tuple[SlowLibrary, GrpcInvoker],
+) -> None:
+    library, invoker = slow
+    call = invoker.unary("/tgtest.Library/GetBook", pb.GetBookRequest(), NO_OPTIONS)
+    task = asyncio.create_task(call)
+    await asyncio.sleep(0.2)
+
+    task.cancel()
+
+    await asyncio.wait_for(library.cancelled.wait(), timeout=5)
+    assert task.cancelled()
+
+
+async def test_leaving_a_stream_early_cancels_it(slow: tuple[SlowLibrary, GrpcInvoker]) -> None:
+    library, invoker = slow
+    stream = invoker.server_stream(
+        "/tgtest.Library/StreamBooks", pb.StreamBooksRequest(), NO_OPTIONS
+    )
+    assert isinstance(stream, AsyncGenerator)
+
+    assert await anext(stream) == pb.Book(name="first")
+    await stream.aclose()
+
+    await asyncio.wait_for(library.cancelled.wait(), timeout=5)

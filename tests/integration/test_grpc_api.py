@@ -9,7 +9,7 @@ import re
 import grpc
 import pytest
 
-from api import resource_reference_pb2, task_pb2
+from api import resource_reference_pb2, task_pb2, task_pb2_grpc
 from tests.integration.kfp import eq_filter, kfp_error, new_task
 from tests.integration.servers import Taskgate
 
@@ -88,7 +88,9 @@ async def test_v1_aliases_behave_the_same(taskgate: Taskgate) -> None:
         ({"namespace": "a\x00"}, "Invalid task: namespace must not contain NUL characters"),
     ],
 )
-async def test_create_task_errors(taskgate: Taskgate, fields: dict[str, object], message: str) -> None:
+async def test_create_task_errors(
+    taskgate: Taskgate, fields: dict[str, object], message: str
+) -> None:
     error = await rpc_error(create(taskgate, **fields))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     chain = f"Validate create task request failed.: Invalid input error: {message}"
@@ -112,7 +114,11 @@ async def test_driver_cache_lookup_picks_newest_then_largest_id(taskgate: Taskga
     await create(taskgate, created_at=999, fingerprint="abc", namespace="other")
     await create(taskgate, created_at=999, fingerprint="abd", namespace="")
     same_second = sorted(
-        [t for t in (await list_tasks(taskgate, page_size=50)).tasks if t.created_at.seconds == 300],
+        [
+            t
+            for t in (await list_tasks(taskgate, page_size=50)).tasks
+            if t.created_at.seconds == 300
+        ],
         key=lambda t: t.id,
     )
     filter_text = eq_filter(fingerprint="abc", pipelineName="pipeline/p1", namespace="")
@@ -122,13 +128,34 @@ async def test_driver_cache_lookup_picks_newest_then_largest_id(taskgate: Taskga
     assert hit.next_page_token
 
 
-@pytest.mark.parametrize("sort_by", ["created_at", "id desc", "pipelineName", "runId desc", "mlmdExecutionID", "fingerprint desc", "namespace", "finished_at desc"])
-async def test_paging_by_every_sort_field_loses_and_repeats_nothing(taskgate: Taskgate, sort_by: str) -> None:
+@pytest.mark.parametrize(
+    "sort_by",
+    [
+        "created_at",
+        "id desc",
+        "pipelineName",
+        "runId desc",
+        "mlmdExecutionID",
+        "fingerprint desc",
+        "namespace",
+        "finished_at desc",
+    ],
+)
+async def test_paging_by_every_sort_field_loses_and_repeats_nothing(
+    taskgate: Taskgate, sort_by: str
+) -> None:
     created = await asyncio.gather(
         *(
-            create(taskgate, created_at=i % 7, finished_at=i % 3, runId=f"r{i % 4}",
-                   pipelineName=f"pipeline/p{i % 5}", mlmdExecutionID=str(i % 6),
-                   fingerprint=f"f{i % 2}", namespace=f"ns{i % 3}")
+            create(
+                taskgate,
+                created_at=i % 7,
+                finished_at=i % 3,
+                runId=f"r{i % 4}",
+                pipelineName=f"pipeline/p{i % 5}",
+                mlmdExecutionID=str(i % 6),
+                fingerprint=f"f{i % 2}",
+                namespace=f"ns{i % 3}",
+            )
             for i in range(45)
         )
     )
@@ -136,7 +163,9 @@ async def test_paging_by_every_sort_field_loses_and_repeats_nothing(taskgate: Ta
     token = ""
     pages = 0
     while True:
-        page = await list_tasks(taskgate, page_size=10, sort_by=sort_by if not token else "", page_token=token)
+        page = await list_tasks(
+            taskgate, page_size=10, sort_by=sort_by if not token else "", page_token=token
+        )
         assert page.total_size == 45
         seen += [t.id for t in page.tasks]
         pages += 1
@@ -151,16 +180,43 @@ async def test_paging_by_every_sort_field_loses_and_repeats_nothing(taskgate: Ta
 @pytest.mark.parametrize(
     ("fields", "chain"),
     [
-        ({"sort_by": "created_at descending"}, 'Failed to create list options: Invalid input error: Received invalid sort by format "created_at descending". Supported format: "field_name", "field_name desc", or "field_name asc"'),
-        ({"sort_by": "foo"}, 'Failed to create list options: Invalid input error: Invalid sorting field: "foo" on listable type Task'),
-        ({"page_size": -3}, "Failed to create list options: Invalid input error: The page size should be greater than 0. Got '-3'"),
-        ({"filter": "lkjlkjlkj"}, 'Failed to create list options: Invalid input error: failed to parse valid filter from "lkjlkjlkj": invalid JSON at character 1: Expecting value'),
-        ({"filter": eq_filter(status="x")}, 'Failed to create list options: Invalid input error: no support for filtering on unrecognized field "status"'),
-        ({"resource_reference_key": resource_reference_pb2.ResourceKey(type=RT.EXPERIMENT, id="e")}, "Validating filter failed.: Invalid input error: Unsupported resource type for tasks: EXPERIMENT"),
-        ({"resource_reference_key": resource_reference_pb2.ResourceKey(id="x")}, "Validating filter failed.: Unrecognized resource reference type.: Invalid input error: Unsupported resource type: UNKNOWN_RESOURCE_TYPE"),
+        (
+            {"sort_by": "created_at descending"},
+            'Failed to create list options: Invalid input error: Received invalid sort by format "created_at descending". Supported format: "field_name", "field_name desc", or "field_name asc"',
+        ),
+        (
+            {"sort_by": "foo"},
+            'Failed to create list options: Invalid input error: Invalid sorting field: "foo" on listable type Task',
+        ),
+        (
+            {"page_size": -3},
+            "Failed to create list options: Invalid input error: The page size should be greater than 0. Got '-3'",
+        ),
+        (
+            {"filter": "lkjlkjlkj"},
+            'Failed to create list options: Invalid input error: failed to parse valid filter from "lkjlkjlkj": invalid JSON at character 1: Expecting value',
+        ),
+        (
+            {"filter": eq_filter(status="x")},
+            'Failed to create list options: Invalid input error: no support for filtering on unrecognized field "status"',
+        ),
+        (
+            {
+                "resource_reference_key": resource_reference_pb2.ResourceKey(
+                    type=RT.EXPERIMENT, id="e"
+                )
+            },
+            "Validating filter failed.: Invalid input error: Unsupported resource type for tasks: EXPERIMENT",
+        ),
+        (
+            {"resource_reference_key": resource_reference_pb2.ResourceKey(id="x")},
+            "Validating filter failed.: Unrecognized resource reference type.: Invalid input error: Unsupported resource type: UNKNOWN_RESOURCE_TYPE",
+        ),
     ],
 )
-async def test_list_tasks_error_catalogue(taskgate: Taskgate, fields: dict[str, object], chain: str) -> None:
+async def test_list_tasks_error_catalogue(
+    taskgate: Taskgate, fields: dict[str, object], chain: str
+) -> None:
     error = await rpc_error(list_tasks(taskgate, **fields))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == chain
@@ -185,12 +241,12 @@ async def test_token_survives_a_restart(taskgate: Taskgate, database_url: str) -
     for _ in range(3):
         await create(taskgate)
     token = (await list_tasks(taskgate, page_size=2)).next_page_token
-    async with serving(serve_settings(database_url)) as other:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
-            from api import task_pb2_grpc
-
-            stub = task_pb2_grpc.TaskServiceStub(channel)
-            page = await stub.ListTasks(task_pb2.ListTasksRequest(page_token=token))
+    async with (
+        serving(serve_settings(database_url)) as other,
+        grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel,
+    ):
+        stub = task_pb2_grpc.TaskServiceStub(channel)
+        page = await stub.ListTasks(task_pb2.ListTasksRequest(page_token=token))
     assert len(page.tasks) == 1
     assert page.total_size == 3
 
@@ -200,29 +256,53 @@ async def test_filters_and_resource_keys(taskgate: Taskgate) -> None:
     await create(taskgate, pipelineName="pipeline/b", namespace="ns2", created_at=20)
     await create(taskgate, pipelineName="pipeline/a_b%", namespace="ns2", created_at=30)
     by_pipeline = await list_tasks(
-        taskgate, resource_reference_key=resource_reference_pb2.ResourceKey(type=RT.PIPELINE, id="pipeline/a")
+        taskgate,
+        resource_reference_key=resource_reference_pb2.ResourceKey(
+            type=RT.PIPELINE, id="pipeline/a"
+        ),
     )
     assert [t.pipelineName for t in by_pipeline.tasks] == ["pipeline/a"]
     by_namespace = await list_tasks(
-        taskgate, resource_reference_key=resource_reference_pb2.ResourceKey(type=RT.NAMESPACE, id="ns2")
+        taskgate,
+        resource_reference_key=resource_reference_pb2.ResourceKey(type=RT.NAMESPACE, id="ns2"),
     )
     assert by_namespace.total_size == 2
-    substring = json.dumps({"predicates": [{"op": "IS_SUBSTRING", "key": "pipelineName", "stringValue": "_b%"}]})
-    assert [t.pipelineName for t in (await list_tasks(taskgate, filter=substring)).tasks] == ["pipeline/a_b%"]
-    newer = json.dumps({"predicates": [{"op": "GREATER_THAN_EQUALS", "key": "created_at", "timestampValue": "1970-01-01T00:00:20Z"}]})
+    substring = json.dumps(
+        {"predicates": [{"op": "IS_SUBSTRING", "key": "pipelineName", "stringValue": "_b%"}]}
+    )
+    assert [t.pipelineName for t in (await list_tasks(taskgate, filter=substring)).tasks] == [
+        "pipeline/a_b%"
+    ]
+    newer = json.dumps(
+        {
+            "predicates": [
+                {
+                    "op": "GREATER_THAN_EQUALS",
+                    "key": "created_at",
+                    "timestampValue": "1970-01-01T00:00:20Z",
+                }
+            ]
+        }
+    )
     assert (await list_tasks(taskgate, filter=newer)).total_size == 2
-    empty_in = json.dumps({"predicates": [{"op": "IN", "key": "namespace", "stringValues": {"values": []}}]})
+    empty_in = json.dumps(
+        {"predicates": [{"op": "IN", "key": "namespace", "stringValues": {"values": []}}]}
+    )
     assert (await list_tasks(taskgate, filter=empty_in)) == task_pb2.ListTasksResponse()
 
 
 async def test_numeric_filter_resent_with_its_token(taskgate: Taskgate) -> None:
     for i in range(3):
         await create(taskgate, created_at=i)
-    newer = json.dumps({"predicates": [{"op": "GREATER_THAN", "key": "created_at", "longValue": "0"}]})
+    newer = json.dumps(
+        {"predicates": [{"op": "GREATER_THAN", "key": "created_at", "longValue": "0"}]}
+    )
     first = await list_tasks(taskgate, filter=newer, page_size=1)
     second = await list_tasks(taskgate, filter=newer, page_size=1, page_token=first.next_page_token)
     assert [t.created_at.seconds for t in (*first.tasks, *second.tasks)] == [1, 2]
-    other = json.dumps({"predicates": [{"op": "GREATER_THAN", "key": "created_at", "longValue": "1"}]})
+    other = json.dumps(
+        {"predicates": [{"op": "GREATER_THAN", "key": "created_at", "longValue": "1"}]}
+    )
     error = await rpc_error(list_tasks(taskgate, filter=other, page_token=first.next_page_token))
     assert kfp_error(error).error_message.startswith("page token does not match")
 

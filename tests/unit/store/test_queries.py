@@ -1,0 +1,103 @@
+"""The SQL that store.queries builds: shapes, parameter numbering, allow-lists, escaping."""
+# ruff: noqa: S608  (expected SQL text spelled out for comparison, nothing is executed)
+
+from __future__ import annotations
+
+import pytest
+
+from store import Column, Condition, Cursor, Op, TaskQuery
+from store.queries import ORDER_BY_SQL, like_pattern, task_page_statements
+
+COLUMNS = (
+    "id, namespace, pipeline_name, run_id, mlmd_execution_id, created_at, finished_at, fingerprint"
+)
+
+
+def test_default_query() -> None:
+    statements = task_page_statements(TaskQuery())
+
+    assert statements.rows_sql == (
+        f"SELECT {COLUMNS} FROM tasks ORDER BY created_at ASC, id ASC LIMIT $1"
+    )
+    assert statements.rows_args == (21,)
+    assert statements.count_sql == "SELECT count(*) FROM tasks"
+    assert statements.count_args == ()
+
+
+def test_kfp_cache_lookup_second_page() -> None:
+    query = TaskQuery(
+        conditions=(
+            Condition(Column.FINGERPRINT, Op.EQ, "abc"),
+            Condition(Column.PIPELINE_NAME, Op.EQ, "pipeline/p"),
+            Condition(Column.NAMESPACE, Op.EQ, ""),
+        ),
+        descending=True,
+        limit=1,
+        after=Cursor(5, "u2"),
+    )
+
+    statements = task_page_statements(query)
+
+    where = "fingerprint = $1 AND pipeline_name = $2 AND namespace = $3"
+    assert statements.rows_sql == (
+        f"SELECT {COLUMNS} FROM tasks WHERE {where} AND (created_at, id) <= ($4, $5)"
+        " ORDER BY created_at DESC, id DESC LIMIT $6"
+    )
+    assert statements.rows_args == ("abc", "pipeline/p", "", 5, "u2", 2)
+    assert statements.count_sql == f"SELECT count(*) FROM tasks WHERE {where}"
+    assert statements.count_args == ("abc", "pipeline/p", "")
+
+
+def test_keyset_on_id_alone() -> None:
+    statements = task_page_statements(TaskQuery(sort=Column.ID, after=Cursor("k", "k")))
+
+    assert statements.rows_sql.endswith("WHERE id >= $1 ORDER BY id ASC LIMIT $2")
+    assert statements.rows_args == ("k", 21)
+
+
+@pytest.mark.parametrize(
+    ("condition", "clause", "arg"),
+    [
+        (Condition(Column.RUN_ID, Op.NE, "r"), "run_id <> $1", "r"),
+        (Condition(Column.CREATED_AT, Op.GT, 1), "created_at > $1", 1),
+        (Condition(Column.CREATED_AT, Op.GE, 1), "created_at >= $1", 1),
+        (Condition(Column.FINISHED_AT, Op.LT, 1), "finished_at < $1", 1),
+        (Condition(Column.FINISHED_AT, Op.LE, 1), "finished_at <= $1", 1),
+        (Condition(Column.ID, Op.IN, ("a", "b")), "id = ANY($1)", ["a", "b"]),
+        (Condition(Column.CREATED_AT, Op.IN, ()), "created_at = ANY($1)", []),
+        (
+            Condition(Column.FINGERPRINT, Op.SUBSTRING, "5%_a"),
+            "fingerprint LIKE $1 ESCAPE '\\'",
+            "%5\\%\\_a%",
+        ),
+    ],
+)
+def test_condition_clauses(condition: Condition, clause: str, arg: object) -> None:
+    statements = task_page_statements(TaskQuery(conditions=(condition,)))
+
+    assert statements.count_sql == f"SELECT count(*) FROM tasks WHERE {clause}"
+    assert statements.count_args == (arg,)
+
+
+def test_hostile_values_stay_arguments() -> None:
+    hostile = "'; DROP TABLE tasks; --"
+    statements = task_page_statements(
+        TaskQuery(conditions=(Condition(Column.NAMESPACE, Op.EQ, hostile),), sort=Column.NAMESPACE)
+    )
+
+    assert hostile not in statements.rows_sql
+    assert statements.rows_args[0] == hostile
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [("", "%%"), ("abc", "%abc%"), ("%", "%\\%%"), ("_", "%\\_%"), ("a\\b", "%a\\\\b%")],
+)
+def test_like_pattern(text: str, pattern: str) -> None:
+    assert like_pattern(text) == pattern
+
+
+def test_order_by_covers_every_column_and_direction() -> None:
+    assert len(ORDER_BY_SQL) == 2 * len(Column)
+    assert ORDER_BY_SQL[Column.ID, True] == "id DESC"
+    assert ORDER_BY_SQL[Column.RUN_ID, False] == "run_id ASC, id ASC"

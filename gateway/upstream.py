@@ -1,9 +1,9 @@
 """`GrpcInvoker`: the Invoker over a grpc.aio channel to an upstream, and the channel it uses.
 
 The only place gateway/ calls the upstream's RPCs (discovery.py only asks reflection). It sends
-and receives raw bytes through generic callables,
-decodes responses with classes from a descriptor pool, and turns every `AioRpcError` into an
-`RpcStatusError` whose message never carries Python or grpc-core text the caller can't act on.
+and receives raw bytes through generic callables, decodes responses with classes from a
+descriptor pool, and turns every `AioRpcError` into an `RpcStatusError` whose message never
+carries Python or grpc-core text the caller can't act on.
 """
 
 from __future__ import annotations

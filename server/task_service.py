@@ -44,7 +44,7 @@ class TaskService:
     async def ListTasks(
         self, request: task_pb2.ListTasksRequest, context: CallContext
     ) -> task_pb2.ListTasksResponse:
-        with _store_errors("Failed to create list options", "Failed to read the page token key"):
+        with _store_errors("List tasks failed.", "Failed to read the page token key"):
             key = await self._store.token_key()
         plan = plan_list(request, key)
         with _store_errors("List tasks failed.", "Failed to list tasks"):
@@ -82,8 +82,7 @@ def _store_errors(wrap: str, cause: str) -> Iterator[None]:
     """Turn store failures into KFP-shaped errors: plain UNAVAILABLE, or INTERNAL with no text."""
     try:
         yield
-    except StoreUnavailableError as error:
-        log.warning("%s: %s", wrap, error)
+    except StoreUnavailableError:
         raise unavailable(f"{wrap}: the database is unavailable, try again later") from None
     except StoreError as error:
         log.error("%s: %s", wrap, error, exc_info=error)

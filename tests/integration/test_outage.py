@@ -1,0 +1,57 @@
+"""The database goes away and comes back: callers get UNAVAILABLE / 503 with a plain message,
+never INTERNAL or a traceback, and taskgate recovers by itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+
+from api import task_pb2, task_pb2_grpc
+from server.lifecycle import serving
+from store.embedded import EmbeddedPostgres
+from tests.integration.kfp import new_task
+from tests.integration.servers import serve_settings
+
+
+async def test_database_outage_is_unavailable_then_recovers(tmp_path: Path) -> None:
+    database = EmbeddedPostgres(tmp_path / "pg")
+    dsn = await database.start()
+    try:
+        async with (
+            serving(serve_settings(dsn)) as running,
+            grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel,
+            aiohttp.ClientSession() as http,
+        ):
+            stub = task_pb2_grpc.TaskServiceStub(channel)
+            url = f"http://127.0.0.1:{running.http_port}/apis/v1alpha1/tasks"
+            created = await stub.CreateTask(task_pb2.CreateTaskRequest(task=new_task()))
+
+            await database.stop()
+            for call in (
+                stub.ListTasks(task_pb2.ListTasksRequest()),
+                stub.CreateTask(task_pb2.CreateTaskRequest(task=new_task())),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "the database is unavailable" in (caught.value.details() or "")
+                assert "Traceback" not in (caught.value.details() or "")
+            async with http.get(url) as response:
+                assert response.status == 503
+                body = json.loads(await response.read())
+            assert body["code"] == 14
+            assert (
+                body["message"]
+                == "List tasks failed.: the database is unavailable, try again later"
+            )
+
+            database = EmbeddedPostgres(tmp_path / "pg")
+            await database.start()
+            page = await stub.ListTasks(task_pb2.ListTasksRequest())
+            assert list(page.tasks) == [created]
+    finally:
+        await database.stop()

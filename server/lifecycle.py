@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
-from gateway.app import create_gateway_app
-from gateway.routing import RouteTable
 
 from api import task_pb2
+from gateway.app import create_gateway_app
 from gateway.options import GatewayOptions
+from gateway.routing import RouteTable
 from server.grpc_server import create_grpc_server
 from server.local_invoker import LocalInvoker
 from server.pipeline import CallPipeline

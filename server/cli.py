@@ -10,8 +10,11 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from gateway.options import GatewayOptions
+from gateway.standalone import StandaloneConfig, run_gateway
 from server.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_GRPC_ADDRESS,
@@ -32,7 +35,7 @@ def _env_name(flag: str) -> str:
 
 
 def _add(
-    parser: argparse.ArgumentParser,
+    parser: argparse._ActionsContainer,
     env: Mapping[str, str],
     flag: str,
     help_text: str,
@@ -42,7 +45,7 @@ def _add(
     env_name = _env_name(flag)
     value = env.get(env_name, default)
     suffix = f" [env {env_name}" + (f"; default {default}]" if default is not None else "]")
-    parser.add_argument(flag, default=value, help=help_text + suffix, **kwargs)  # type: ignore[arg-type]
+    parser.add_argument(flag, default=value, help=help_text + suffix, **kwargs)  # type: ignore[arg-type]  # argparse's kwargs are loosely typed
 
 
 def _add_switch(
@@ -83,8 +86,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         gateway,
         env,
         "--json-names",
-        "JSON keys: proto field names or json_name",
-        "json",
+        "JSON keys: proto field names or json_name (default json; proto with --preset kfp)",
         choices=("proto", "json"),
     )
     _add_switch(gateway, env, "--emit-unpopulated", "write fields that hold default values")
@@ -98,12 +100,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str])
     _add(parser, env, "--grpc-address", "where to serve gRPC", DEFAULT_GRPC_ADDRESS)
     _add(parser, env, "--http-address", "where to serve REST", DEFAULT_HTTP_ADDRESS)
     database = parser.add_mutually_exclusive_group()
-    _add(database, env, "--database-url", "an external PostgreSQL (postgresql://...)")  # type: ignore[arg-type]
+    _add(database, env, "--database-url", "an external PostgreSQL (postgresql://...)")
     _add(
         database,
         env,
         "--data-dir",
-        "where the embedded PostgreSQL keeps its data",  # type: ignore[arg-type]
+        "where the embedded PostgreSQL keeps its data",
         str(DEFAULT_DATA_DIR),
     )
     _add(parser, env, "--workers", "worker processes sharing the ports", "1")
@@ -145,6 +147,29 @@ def gateway_settings(args: argparse.Namespace) -> GatewaySettings:
     )
 
 
+def standalone_config(settings: GatewaySettings) -> StandaloneConfig:
+    """The gateway's own configuration, from the command line's settings (DECISIONS §5)."""
+    options = GatewayOptions.kfp() if settings.preset == "kfp" else GatewayOptions.generic()
+    options = replace(
+        options,
+        strict=settings.strict or options.strict,
+        emit_unpopulated=settings.emit_unpopulated or options.emit_unpopulated,
+        use_proto_field_names=(
+            options.use_proto_field_names
+            if settings.json_names is None
+            else settings.json_names == "proto"
+        ),
+    )
+    return StandaloneConfig(
+        upstream=str(settings.upstream),
+        host=settings.http_address.host,
+        port=settings.http_address.port,
+        options=options,
+        descriptor_set=settings.descriptor_set,
+        refresh_interval=settings.refresh_interval,
+    )
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = build_parser(os.environ if env is None else env)
     args = parser.parse_args(argv)
@@ -157,9 +182,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return asyncio.run(run_serve(settings))
         gateway = gateway_settings(args)
         configure_logging(gateway.log_level)
-        from gateway.standalone import run_gateway
-
-        return asyncio.run(run_gateway(gateway))
+        return asyncio.run(run_gateway(standalone_config(gateway)))
     except SettingsError as error:
         parser.error(str(error))
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ def create_grpc_server(pipeline: CallPipeline) -> grpc.aio.Server:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Message, Message]]] = {}
     for full_name, method in pipeline.methods.items():
         service, name = full_name.lstrip("/").split("/")
         by_service.setdefault(service, {})[name] = _method_handler(pipeline, full_name, method)
@@ -37,7 +37,7 @@ def create_grpc_server(pipeline: CallPipeline) -> grpc.aio.Server:
 
 def _method_handler(
     pipeline: CallPipeline, full_name: str, method: Method
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Message, Message]:
     async def behavior(
         request: Message, context: grpc.aio.ServicerContext[Message, Message]
     ) -> Message:

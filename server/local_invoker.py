@@ -36,10 +36,22 @@ class LocalInvoker:
             ) from None
         return UnaryResult(response, header_metadata=RESPONSE_HEADERS)
 
-    async def server_stream(
+    def server_stream(
         self, method: str, request: Message, options: CallOptions
     ) -> AsyncIterator[Message]:
+        return _NotStreaming(method)
+
+
+class _NotStreaming:
+    """TaskService has no streaming method: iterating fails with UNIMPLEMENTED."""
+
+    def __init__(self, method: str) -> None:
+        self._method = method
+
+    def __aiter__(self) -> _NotStreaming:
+        return self
+
+    async def __anext__(self) -> Message:
         raise RpcStatusError.of(
-            grpc.StatusCode.UNIMPLEMENTED, f"{method} is not a server-streaming method"
+            grpc.StatusCode.UNIMPLEMENTED, f"{self._method} is not a server-streaming method"
         )
-        yield request  # pragma: no cover - makes this an async generator

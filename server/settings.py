@@ -70,7 +70,8 @@ class GatewaySettings:
     http_address: Address = Address("127.0.0.1", 8888)
     descriptor_set: Path | None = None
     strict: bool = False
-    json_names: str = "json"
+    #: "proto" or "json"; None: the preset's choice.
+    json_names: str | None = None
     emit_unpopulated: bool = False
     preset: str | None = None
     #: Seconds between re-discoveries of the upstream's services (0: never).
@@ -78,7 +79,7 @@ class GatewaySettings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if self.json_names not in ("proto", "json"):
+        if self.json_names not in (None, "proto", "json"):
             raise SettingsError(f"--json-names: expected proto or json, got {self.json_names!r}")
         if self.preset not in (None, "kfp"):
             raise SettingsError(f"--preset: the only preset is kfp, got {self.preset!r}")

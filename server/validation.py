@@ -85,8 +85,12 @@ def _check_storable(task: task_pb2.Task) -> None:
             )
         if "\x00" in value:
             raise invalid_input(f"Invalid task: {name} must not contain NUL characters")
-    for name in ("created_at", "finished_at"):
-        if task.HasField(name) and not _in_range(getattr(task, name)):
+    timestamps = {
+        "created_at": task.created_at if task.HasField("created_at") else None,
+        "finished_at": task.finished_at if task.HasField("finished_at") else None,
+    }
+    for name, timestamp in timestamps.items():
+        if timestamp is not None and not _in_range(timestamp):
             raise invalid_input(
                 f"Invalid task: {name} must be between 0001-01-01T00:00:00Z and "
                 "9999-12-31T23:59:59Z"

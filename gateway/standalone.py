@@ -1,0 +1,197 @@
+"""`taskgate gateway`: REST for any gRPC server, discovered at start-up (and on refresh).
+
+Discovery (reflection, or a descriptor set) → RouteTable → the same aiohttp app `taskgate serve`
+uses, with a GrpcInvoker over one channel to the upstream. Refresh (every `refresh_interval`
+seconds, or on SIGHUP) re-discovers and swaps the routes in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2
+
+from gateway.app import create_gateway_app
+from gateway.discovery import (
+    DiscoveredServices,
+    DiscoveryError,
+    discover_services,
+    load_descriptor_set,
+)
+from gateway.http_rules import RouteConfigError
+from gateway.options import GatewayOptions
+from gateway.routing import RouteTable
+from gateway.upstream import GrpcInvoker, open_upstream_channel
+
+log = logging.getLogger(__name__)
+
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+class GatewayStartupError(Exception):
+    """The gateway cannot start; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StandaloneConfig:
+    """What `taskgate gateway` was asked to do."""
+
+    upstream: str
+    host: str = "127.0.0.1"
+    port: int = 8888
+    options: GatewayOptions = field(default_factory=GatewayOptions.generic)
+    descriptor_set: Path | None = None
+    #: seconds between re-discoveries; 0 never (SIGHUP still refreshes).
+    refresh_interval: float = 0.0
+
+
+async def run_gateway(config: StandaloneConfig) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with gateway_serving(config) as running:
+            loop.add_signal_handler(signal.SIGHUP, running.request_refresh)
+            log.info(
+                "taskgate gateway ready: REST on %s:%d for %s (%d routes)",
+                config.host,
+                running.port,
+                config.upstream,
+                len(running.routes.routes),
+            )
+            await stop.wait()
+    except GatewayStartupError as error:
+        log.error("cannot start: %s", error)
+        return 1
+    log.info("stopped")
+    return 0
+
+
+class RunningGateway:
+    """A started gateway: its port, its current routes, and a way to ask for a refresh."""
+
+    def __init__(self, port: int, routes: RouteTable) -> None:
+        self.port = port
+        self.routes = routes
+        self._refresh = asyncio.Event()
+
+    def request_refresh(self) -> None:
+        self._refresh.set()
+
+    async def refresh_requested(self, interval: float) -> None:
+        """Wait for a refresh request (or for `interval` seconds, when positive)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval if interval > 0 else None):
+                await self._refresh.wait()
+        self._refresh.clear()
+
+
+@asynccontextmanager
+async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGateway]:
+    """The gateway, started; stopped on exit."""
+    async with AsyncExitStack() as stack:
+        channel = open_upstream_channel(config.upstream)
+        stack.push_async_callback(channel.close)
+        discovered = await _discover(channel, config)
+        routes = _route_table(discovered, config.upstream)
+        invoker = GrpcInvoker(channel, upstream=config.upstream, pool=discovered.pool)
+
+        async def upstream_healthy() -> bool:
+            return await _upstream_healthy(channel)
+
+        app = create_gateway_app(
+            routes,
+            invoker,
+            config.options,
+            health=upstream_healthy,
+            descriptor_pool=discovered.pool,
+        )
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            raise GatewayStartupError(
+                f"cannot listen on {config.host}:{config.port}: {error.strerror}"
+            ) from None
+        running = RunningGateway(int(runner.addresses[-1][1]), routes)
+        refresher = asyncio.create_task(_refresh_forever(app, channel, config, running))
+        stack.callback(refresher.cancel)
+        yield running
+
+
+async def _discover(channel: grpc.aio.Channel, config: StandaloneConfig) -> DiscoveredServices:
+    try:
+        if config.descriptor_set is not None:
+            return load_descriptor_set(config.descriptor_set)
+        return await discover_services(channel, target=config.upstream)
+    except DiscoveryError as error:
+        raise GatewayStartupError(str(error)) from None
+
+
+def _route_table(discovered: DiscoveredServices, upstream: str) -> RouteTable:
+    try:
+        routes = RouteTable.from_services(discovered.services)
+    except RouteConfigError as error:
+        raise GatewayStartupError(f"{upstream}: {error}") from None
+    if not routes.routes:
+        names = ", ".join(s.full_name for s in discovered.services) or "none"
+        raise GatewayStartupError(
+            f"upstream {upstream} has no method with a google.api.http option "
+            f"(services found: {names})"
+        )
+    return routes
+
+
+async def _refresh_forever(
+    app: web.Application,
+    channel: grpc.aio.Channel,
+    config: StandaloneConfig,
+    running: RunningGateway,
+) -> None:
+    from gateway.app import replace_routes
+
+    while True:
+        await running.refresh_requested(config.refresh_interval)
+        try:
+            discovered = await _discover(channel, config)
+            routes = _route_table(discovered, config.upstream)
+        except GatewayStartupError as error:
+            log.warning("refresh failed, keeping the current routes: %s", error)
+            continue
+        replace_routes(
+            app,
+            routes,
+            GrpcInvoker(channel, upstream=config.upstream, pool=discovered.pool),
+            discovered.pool,
+        )
+        running.routes = routes
+        log.info("refreshed: %d routes from %s", len(routes.routes), config.upstream)
+
+
+async def _upstream_healthy(channel: grpc.aio.Channel) -> bool:
+    """SERVING from the upstream's health service; an upstream without one counts if reachable."""
+    check = channel.unary_unary(
+        HEALTH_CHECK,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    try:
+        reply = await check(health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT_SECONDS)
+    except grpc.aio.AioRpcError as error:
+        return bool(error.code() == grpc.StatusCode.UNIMPLEMENTED)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

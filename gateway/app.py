@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from aiohttp import web
@@ -46,7 +46,14 @@ class GatewayState:
     pool: descriptor_pool_module.DescriptorPool | None
 
 
-GATEWAY = web.AppKey("gateway", GatewayState)
+@dataclass(slots=True)
+class GatewayBox:
+    """The app's current state; `replace_routes` swaps it, each request reads it once."""
+
+    state: GatewayState
+
+
+GATEWAY = web.AppKey("gateway", GatewayBox)
 
 
 def create_gateway_app(
@@ -59,14 +66,25 @@ def create_gateway_app(
 ) -> web.Application:
     """A REST application serving `routes` through `invoker`, plus `GET /healthz`."""
     app = web.Application(client_max_size=options.max_body_bytes)
-    app[GATEWAY] = GatewayState(routes, invoker, options, health, descriptor_pool)
+    app[GATEWAY] = GatewayBox(GatewayState(routes, invoker, options, health, descriptor_pool))
     app.router.add_route("*", "/{path:.*}", handle)
     return app
 
 
+def replace_routes(
+    app: web.Application,
+    routes: RouteTable,
+    invoker: Invoker,
+    descriptor_pool: descriptor_pool_module.DescriptorPool | None = None,
+) -> None:
+    """Serve `routes` through `invoker` from the next request on; calls in flight finish as is."""
+    box = app[GATEWAY]
+    box.state = replace(box.state, routes=routes, invoker=invoker, pool=descriptor_pool)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every request: route, build, call, render; or one error response."""
-    state = request.app[GATEWAY]
+    state = request.app[GATEWAY].state
     try:
         return await _serve(request, state)
     except Exception as exc:  # every failure is rendered the same way; CancelledError passes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped]
+from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf import descriptor, descriptor_pb2
 
 

@@ -77,14 +77,55 @@ def parse_body_into(
     else:
         _check_top_level(body_field, value)
         document = {body_field.name: value}
+    root = cast(descriptor.Descriptor, request.DESCRIPTOR)
+    # Unknown keys are dropped here rather than by json_format, whose ignore_unknown_fields
+    # would also accept unknown enum names (Go's DiscardUnknown does not).
+    hidden = 1 if body_field is not None and _is_plain_message(body_field) else 0
+    _drop_unknown_fields(document, root, [], hidden, strict=not ignore_unknown_fields)
     try:
-        json_format.ParseDict(
-            document, request, ignore_unknown_fields=ignore_unknown_fields, descriptor_pool=pool
-        )
+        json_format.ParseDict(document, request, descriptor_pool=pool)
     except json_format.ParseError as exc:
-        root = cast(descriptor.Descriptor, request.DESCRIPTOR)
         message = _describe_parse_error(str(exc), root, body_field)
         raise TranscodeError.invalid(message) from None
+
+
+def _drop_unknown_fields(
+    document: dict[str, Any],
+    message: descriptor.Descriptor,
+    path: list[str],
+    hidden: int,
+    *,
+    strict: bool,
+) -> None:
+    """Remove (or, when strict, reject) keys that name no field, recursively."""
+    for key in list(document):
+        field = find_field(message, key)
+        if field is None:
+            if strict:
+                shown = ".".join([*path, key][hidden:])
+                raise TranscodeError.invalid(f'unknown field "{shown}" in the request body')
+            del document[key]
+            continue
+        child, items = _nested_messages(field, document[key])
+        if child is None or child.full_name.startswith(_WKT_PREFIX):
+            continue
+        for item in items:
+            _drop_unknown_fields(item, child, [*path, key], hidden, strict=strict)
+
+
+def _nested_messages(
+    field: FieldDescriptor, value: Any
+) -> tuple[descriptor.Descriptor | None, list[dict[str, Any]]]:
+    """The message type held by `field` and the JSON objects holding such messages."""
+    if is_map(field):
+        entry = field.message_type
+        child = entry.fields_by_name["value"].message_type if entry else None
+        values = list(value.values()) if isinstance(value, dict) else []
+    elif field.is_repeated:
+        child, values = field.message_type, value if isinstance(value, list) else []
+    else:
+        child, values = field.message_type, [value]
+    return child, [v for v in values if isinstance(v, dict)]
 
 
 def _check_top_level(field: FieldDescriptor, value: Any) -> None:

@@ -9,17 +9,18 @@ from collections.abc import Awaitable, Callable
 import grpc
 import pytest
 from aiohttp.test_utils import TestClient
-from google.api import httpbody_pb2  # type: ignore[import-untyped]
+from google.api import http_pb2, httpbody_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf import any_pb2
-from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 from yarl import URL
 
-from gateway.app import create_gateway_app
+from gateway.app import create_gateway_app, replace_routes
 from gateway.invoker import UnaryResult
 from gateway.options import GatewayOptions
+from gateway.routing import RouteTable
 from gateway.status import RpcStatus, RpcStatusError
 from tests.protos import transcoding_test_pb2 as pb
-from tests.unit.gateway.descriptors import fixture_table
+from tests.unit.gateway.descriptors import fixture_table, service_with_rules
 from tests.unit.gateway.fakes import FakeInvoker
 
 ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
@@ -375,3 +376,18 @@ async def test_client_disconnect_cancels_the_call(aiohttp_client: ClientFactory)
         if invoker.cancelled:
             break
     assert invoker.cancelled
+
+
+async def test_replace_routes_serves_new_routes_from_the_next_request(
+    aiohttp_client: ClientFactory,
+) -> None:
+    first, second = FakeInvoker(), FakeInvoker()
+    app = create_gateway_app(TABLE, first, KFP)
+    client = await aiohttp_client(app)
+    assert (await client.get("/v1/echo/x")).status == 200
+    table = RouteTable.from_services([service_with_rules([http_pb2.HttpRule(get="/v2/{name}")])])
+    replace_routes(app, table, second)
+    assert (await client.get("/v1/echo/x")).status == 404
+    assert (await client.get("/v2/n")).status == 200
+    assert [c.method for c in first.calls] == ["/tgtest.Echo/Echo"]
+    assert [c.method for c in second.calls] == ["/adhoc.S/M0"]

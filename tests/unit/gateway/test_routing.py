@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from google.api import http_pb2  # type: ignore[import-untyped]
+from google.api import http_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from gateway.routing import (
     MethodNotAllowed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
@@ -14,6 +15,7 @@ import pytest
 from store import (
     Column,
     Condition,
+    Cursor,
     NewTask,
     Op,
     StoreUnavailableError,
@@ -23,6 +25,7 @@ from store import (
     TaskStore,
     open_pool,
 )
+from store.queries import task_page_statements
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -71,6 +74,27 @@ async def test_duplicates_are_allowed_and_ids_differ(task_store: TaskStore) -> N
 
     assert first.id != second.id
     assert (await task_store.list_tasks(TaskQuery())).total_size == 2
+
+
+async def test_longest_values_fit_every_index(task_store: TaskStore) -> None:
+    """255 characters of 4-byte UTF-8 in every text column (DECISIONS #12's limit); random,
+    so PostgreSQL cannot compress them below btree's 2704-byte index row limit."""
+    rng = random.Random(255)
+
+    def longest() -> str:
+        return "".join(chr(rng.randrange(0x1F300, 0x1FAFF)) for _ in range(255))
+
+    task = new_task(
+        namespace=longest(),
+        pipeline_name=longest(),
+        run_id=longest(),
+        mlmd_execution_id=longest(),
+        fingerprint=longest(),
+    )
+
+    created = await task_store.create_task(task)
+
+    assert created == TaskRecord(id=created.id, **asdict(task))
 
 
 async def test_empty_table_gives_empty_page(task_store: TaskStore) -> None:
@@ -372,3 +396,50 @@ _TERMINATE_WAITING_TASKGATE_BACKENDS = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
 """
+
+
+def plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
+    children = plan.get("Plans", [])
+    assert isinstance(children, list)
+    return [plan, *(node for child in children for node in plan_nodes(child))]
+
+
+async def explain(pool: asyncpg.Pool, query: TaskQuery) -> list[dict[str, object]]:
+    """The rows statement's plan, with sequential scans and sorts priced out so the planner
+    shows whether an index CAN deliver the page in order (DECISIONS #15)."""
+    statements = task_page_statements(query)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        await connection.execute("SET LOCAL enable_sort = off")
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        result = await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) {statements.rows_sql}", *statements.rows_args
+        )
+    return plan_nodes(json.loads(result)[0]["Plan"])
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+@pytest.mark.parametrize("sort", list(Column))
+async def test_keyset_pages_come_from_an_index_in_order(
+    pool: asyncpg.Pool, sort: Column, descending: bool
+) -> None:
+    after = Cursor(5 if sort.is_integer else "m", "00000000-0000-4000-8000-000000000000")
+
+    nodes = await explain(pool, TaskQuery(sort=sort, descending=descending, after=after))
+
+    assert not [node for node in nodes if node["Node Type"] == "Sort"]
+    expected_index = "tasks_pkey" if sort is Column.ID else f"tasks_{sort}_id_idx"
+    assert expected_index in {node.get("Index Name") for node in nodes}
+
+
+async def test_cache_lookup_uses_its_index(pool: asyncpg.Pool) -> None:
+    conditions = (
+        Condition(Column.FINGERPRINT, Op.EQ, "abc"),
+        Condition(Column.PIPELINE_NAME, Op.EQ, "pipeline/p"),
+        Condition(Column.NAMESPACE, Op.EQ, ""),
+    )
+
+    nodes = await explain(pool, TaskQuery(conditions, descending=True, limit=1))
+
+    assert not [node for node in nodes if node["Node Type"] == "Sort"]
+    assert "tasks_cache_lookup_idx" in {node.get("Index Name") for node in nodes}

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 Connection: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
+#: Waiting for another replica's migrations, or building an index on a large table, may take
+#: far longer than the pool's command timeout.
+MIGRATION_TIMEOUT_SECONDS = 3600.0
+
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -66,7 +70,9 @@ async def apply_migrations(target: asyncpg.Pool | Connection) -> list[str]:
 async def _apply_locked(connection: Connection) -> list[str]:
     # A session-level lock: held across the per-file transactions, released in `finally`
     # (or by PostgreSQL when the connection dies).
-    await connection.execute(queries.LOCK_MIGRATIONS, queries.MIGRATION_LOCK_KEY)
+    await connection.execute(
+        queries.LOCK_MIGRATIONS, queries.MIGRATION_LOCK_KEY, timeout=MIGRATION_TIMEOUT_SECONDS
+    )
     try:
         await connection.execute(queries.CREATE_SCHEMA_MIGRATIONS)
         applied = {row["name"] for row in await connection.fetch(queries.SELECT_APPLIED_MIGRATIONS)}
@@ -76,7 +82,7 @@ async def _apply_locked(connection: Connection) -> list[str]:
                 continue
             log.info("applying migration %s", migration.name)
             async with connection.transaction():
-                await connection.execute(migration.sql)
+                await connection.execute(migration.sql, timeout=MIGRATION_TIMEOUT_SECONDS)
                 await connection.execute(queries.INSERT_APPLIED_MIGRATION, migration.name)
             done.append(migration.name)
         return done

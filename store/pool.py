@@ -18,6 +18,9 @@ from store.errors import StoreUnavailableError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+#: A statement running longer than this raises TimeoutError (StoreUnavailableError in
+#: TaskStore): a hung database must not hang callers forever.
+COMMAND_TIMEOUT_SECONDS = 60.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 #: Sent with every connection. JIT only slows the short queries this service runs.
@@ -48,6 +51,7 @@ async def open_pool(
     min_size: int = 1,
     max_size: int = 10,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    command_timeout: float = COMMAND_TIMEOUT_SECONDS,
 ) -> asyncpg.Pool:
     """Create a pool and open `min_size` connections now, so a bad DSN fails at start-up."""
     try:
@@ -56,6 +60,7 @@ async def open_pool(
             min_size=min_size,
             max_size=max_size,
             timeout=connect_timeout,
+            command_timeout=command_timeout,
             server_settings=SERVER_SETTINGS,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -84,11 +89,16 @@ async def pool_context(
     min_size: int = 1,
     max_size: int = 10,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    command_timeout: float = COMMAND_TIMEOUT_SECONDS,
 ) -> AsyncIterator[asyncpg.Pool]:
     """`async with pool_context(dsn) as pool:`; closes the pool on exit (terminates it if
     connections are still busy after CLOSE_TIMEOUT_SECONDS)."""
     pool = await open_pool(
-        dsn, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
     )
     try:
         yield pool

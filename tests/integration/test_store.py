@@ -392,6 +392,17 @@ async def test_backend_terminated_mid_query_is_unavailable(
         await victim_pool.close()
 
 
+async def test_statement_timeout_is_unavailable(database_url: str, pool: asyncpg.Pool) -> None:
+    slow_pool = await open_pool(database_url, command_timeout=0.3)
+    try:
+        async with pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreUnavailableError, match="database unavailable"):
+                await TaskStore(slow_pool).list_tasks(TaskQuery())
+    finally:
+        await slow_pool.close()
+
+
 _TERMINATE_WAITING_TASKGATE_BACKENDS = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'

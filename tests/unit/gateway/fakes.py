@@ -31,6 +31,8 @@ class FakeInvoker:
     gate: asyncio.Event | None = None
     cancelled: bool = False
     stream_closed: bool = False
+    #: when True, streams stay open after their items until cancelled.
+    hold_streams: bool = False
 
     async def unary(self, method: str, request: Message, options: CallOptions) -> UnaryResult:
         self.calls.append(RecordedCall(method, request, options))
@@ -62,5 +64,7 @@ class FakeInvoker:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+            if self.hold_streams:
+                await asyncio.Event().wait()
         finally:
             self.stream_closed = True

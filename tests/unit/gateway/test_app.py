@@ -20,7 +20,12 @@ from gateway.options import GatewayOptions
 from gateway.routing import RouteTable
 from gateway.status import RpcStatus, RpcStatusError
 from tests.protos import transcoding_test_pb2 as pb
-from tests.unit.gateway.descriptors import fixture_table, service_with_rules
+from tests.unit.gateway.descriptors import (
+    FIXTURE,
+    copy_into_new_pool,
+    fixture_table,
+    service_with_rules,
+)
 from tests.unit.gateway.fakes import FakeInvoker
 
 ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
@@ -391,3 +396,35 @@ async def test_replace_routes_serves_new_routes_from_the_next_request(
     assert (await client.get("/v2/n")).status == 200
     assert [c.method for c in first.calls] == ["/tgtest.Echo/Echo"]
     assert [c.method for c in second.calls] == ["/adhoc.S/M0"]
+
+
+async def test_client_leaving_a_stream_closes_the_upstream_stream(
+    aiohttp_client: ClientFactory,
+) -> None:
+    invoker = FakeInvoker(
+        stream_items={"/tgtest.Library/StreamBooks": [pb.Book(title="a")]}, hold_streams=True
+    )
+    client = await make_client(aiohttp_client, invoker)
+    resp = await client.get("/v1/shelves/s/books:stream")
+    assert await resp.content.readline() == b'{"result":{"title":"a"}}\n'
+    resp.close()
+    for _ in range(200):
+        if invoker.stream_closed:
+            break
+        await asyncio.sleep(0.01)
+    assert invoker.stream_closed
+
+
+async def test_routes_from_a_separate_pool_serve_dynamic_messages(
+    aiohttp_client: ClientFactory,
+) -> None:
+    pool = copy_into_new_pool(FIXTURE)
+    table = RouteTable.from_services([pool.FindServiceByName("tgtest.Echo")])
+    invoker = FakeInvoker()
+    client = await aiohttp_client(create_gateway_app(table, invoker, GENERIC))
+    resp = await client.post(
+        "/v1/echo?ignored=1", data=b'{"fInt64":"5","ts":"2020-01-01T00:00:00Z"}'
+    )
+    assert resp.status == 200
+    assert await resp.read() == b'{"fInt64":"5","ts":"2020-01-01T00:00:00Z"}'
+    assert type(invoker.calls[0].request) is not pb.Scalars

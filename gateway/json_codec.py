@@ -21,6 +21,8 @@ from gateway.options import GatewayOptions
 JSON_CONTENT_TYPE = "application/json"
 DEFAULT_BINARY_CONTENT_TYPE = "application/octet-stream"
 _WKT_PREFIX = "google.protobuf."
+#: json_format's own limit (max_recursion_depth).
+_MAX_DEPTH = 100
 
 _FAILED_FIELD = re.compile(r"Failed to parse (\S+) field: ")
 _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]*)"')
@@ -98,6 +100,8 @@ def _drop_unknown_fields(
     strict: bool,
 ) -> None:
     """Remove (or, when strict, reject) keys that name no field, recursively."""
+    if len(path) > _MAX_DEPTH:
+        raise TranscodeError.invalid("the request body is nested too deeply")
     for key in list(document):
         field = find_field(message, key)
         if field is None:

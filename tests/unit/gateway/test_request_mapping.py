@@ -356,3 +356,14 @@ def test_http_body_request_field() -> None:
     assert isinstance(request, pb.UploadRequest)
     assert request.name == "shelves/s/books/b"
     assert (request.body.content_type, request.body.data) == ("image/png", b"\x89PNG")
+
+
+@pytest.mark.parametrize("depth", [150, 990, 5000])
+def test_deeply_nested_bodies_are_400_not_500(depth: int) -> None:
+    body = b'{"nested":' + b'{"child":' * depth + b"{}" + b"}" * depth + b"}"
+    with pytest.raises(TranscodeError) as caught:
+        build("POST", "/v1/echo", body=body)
+    assert caught.value.status.message in (
+        "the request body is nested too deeply",
+        "the request body is not valid JSON",
+    )

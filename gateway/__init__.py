@@ -4,7 +4,7 @@ Never imports `api/`, `server/` or `store/`; it sees services only as descriptor
 through the `Invoker` protocol.
 """
 
-from gateway.app import create_gateway_app
+from gateway.app import create_gateway_app, replace_routes
 from gateway.errors import TranscodeError, error_body, http_status_for, status_from_exception
 from gateway.http_rules import RouteConfigError
 from gateway.invoker import CallOptions, Invoker, UnaryResult
@@ -29,5 +29,6 @@ __all__ = [
     "create_gateway_app",
     "error_body",
     "http_status_for",
+    "replace_routes",
     "status_from_exception",
 ]

@@ -87,6 +87,7 @@ class EmbeddedPostgres:
                 self._started_here = True
             else:
                 log.info("embedded PostgreSQL already running in %s (pid %d)", self.pgdata, pid)
+                self._wait_until_ready()
             return self._dsn()
 
     def _initdb(self, bin_dir: Path, run_as: RunAs | None) -> None:
@@ -129,10 +130,24 @@ class EmbeddedPostgres:
             raise StoreError(f"{exc}\nserver log:\n{self._log_tail()}") from exc
         log.info("embedded PostgreSQL started in %.1fs", time.monotonic() - started)
 
+    def _wait_until_ready(self) -> None:
+        """A server found running may still be starting up (crash recovery, for one)."""
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            info = embedded_os.read_postmaster_pid(self.pgdata)
+            if info is not None and info.status == "ready":
+                return
+            time.sleep(0.05)
+        raise StoreError(f"embedded PostgreSQL in {self.pgdata} did not become ready")
+
     def _stop(self) -> None:
         run_as = embedded_os.unprivileged_user() if os.geteuid() == 0 else None
         bin_dir = postgres_bin_dir()
         info = embedded_os.read_postmaster_pid(self.pgdata)
+        if embedded_os.live_postmaster_pid(self.pgdata) is None:
+            log.warning("embedded PostgreSQL in %s had already stopped", self.pgdata)
+            self._started_here = False
+            return
         self._run(
             run_as,
             bin_dir / "pg_ctl",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -122,3 +123,41 @@ async def test_long_data_dir_path_moves_the_socket(tmp_dir: Path) -> None:
         await embedded.stop()
 
     assert f"host={embedded.pgdata}" not in dsn
+
+
+async def test_stop_after_the_server_died_is_quiet(server: EmbeddedPostgres) -> None:
+    await server.start()
+    info = read_postmaster_pid(server.pgdata)
+    assert info is not None
+    os.kill(info.pid, signal.SIGKILL)
+    assert wait_for_exit(info.pid, timeout=10)
+
+    await server.stop()
+
+    assert not server.started_here
+
+
+async def test_restart_after_a_crash(server: EmbeddedPostgres) -> None:
+    await server.start()
+    info = read_postmaster_pid(server.pgdata)
+    assert info is not None
+    os.kill(info.pid, signal.SIGKILL)
+    assert wait_for_exit(info.pid, timeout=10)
+
+    restarted = EmbeddedPostgres(server.data_dir)  # as a new taskgate process would
+    try:
+        dsn = await restarted.start()
+        connection = await asyncpg.connect(dsn)
+        await connection.close()
+    finally:
+        await restarted.stop()
+
+
+async def test_data_dir_with_spaces(tmp_dir: Path) -> None:
+    embedded = EmbeddedPostgres(tmp_dir / "my data" / "task gate")
+    try:
+        dsn = await embedded.start()
+        connection = await asyncpg.connect(dsn)
+        await connection.close()
+    finally:
+        await embedded.stop()

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2  # noqa: F401  (registers google.rpc.* details)
 
 from gateway.options import ErrorStyle
 from gateway.status import RpcStatus, RpcStatusError
@@ -129,11 +130,15 @@ def error_body(
 def _detail_to_dict(
     detail: any_pb2.Any, pool: descriptor_pool.DescriptorPool | None, proto_names: bool
 ) -> dict[str, Any]:
-    try:
-        return json_format.MessageToDict(
-            detail, preserving_proto_field_name=proto_names, descriptor_pool=pool
-        )
-    except (TypeError, KeyError, DecodeError, json_format.Error):
-        # grpc-gateway answers 500 here (gw#1842); the raw Any is still useful to a client.
-        value = base64.b64encode(detail.value).decode("ascii")
-        return {"@type": detail.type_url, "value": value}
+    # The upstream's own pool first, then the default one, which always knows the standard
+    # google.rpc error details (imported above) even when the upstream's files don't import them.
+    for candidate in (pool, None) if pool is not None else (None,):
+        try:
+            return json_format.MessageToDict(
+                detail, preserving_proto_field_name=proto_names, descriptor_pool=candidate
+            )
+        except (TypeError, KeyError, DecodeError, json_format.Error):
+            continue
+    # grpc-gateway answers 500 here (gw#1842); the raw Any is still useful to a client.
+    value = base64.b64encode(detail.value).decode("ascii")
+    return {"@type": detail.type_url, "value": value}

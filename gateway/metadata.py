@@ -68,10 +68,15 @@ def call_options_from_headers(headers: Mapping[str, str], options: GatewayOption
 def headers_from_metadata(
     header_metadata: Metadata, trailing_metadata: Metadata = ()
 ) -> list[tuple[str, str]]:
-    """`Grpc-Metadata-<key>` for response headers, `Grpc-Trailer-<key>` for trailers."""
-    headers = [(f"Grpc-Metadata-{key}", _text(value)) for key, value in header_metadata]
-    headers += [(f"Grpc-Trailer-{key}", _text(value)) for key, value in trailing_metadata]
+    """`Grpc-Metadata-<Key>` for response headers, `Grpc-Trailer-<Key>` for trailers, with the
+    key in canonical header case as Go's net/http writes it (`Grpc-Metadata-Content-Type`)."""
+    headers = [(f"Grpc-Metadata-{_canonical(k)}", _text(v)) for k, v in header_metadata]
+    headers += [(f"Grpc-Trailer-{_canonical(k)}", _text(v)) for k, v in trailing_metadata]
     return [(name, value) for name, value in headers if _is_header_safe(value)]
+
+
+def _canonical(key: str) -> str:
+    return "-".join(part.capitalize() for part in key.split("-"))
 
 
 def _binary_value(header: str, value: str) -> bytes:

@@ -219,3 +219,5 @@ def test_command_line_gateway_serves_rest(upstream: UpstreamProcess) -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=15) == 0
+        if process.stdout is not None:
+            process.stdout.close()

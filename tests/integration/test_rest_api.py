@@ -72,11 +72,15 @@ async def test_list_shapes(taskgate: Taskgate) -> None:
 
 async def test_driver_style_query_with_encoded_filter(taskgate: Taskgate) -> None:
     created = (await post(taskgate, json.dumps(TASK)))[1]
-    filter_text = eq_filter(fingerprint="fp-abc", pipelineName=TASK["pipelineName"], namespace="ns1")
+    filter_text = eq_filter(
+        fingerprint="fp-abc", pipelineName=TASK["pipelineName"], namespace="ns1"
+    )
     once = quote(filter_text, safe="")
     twice = quote(once, safe="")  # what KFP's UI sends (DECISIONS #7)
     for encoded in (once, twice):
-        status, page = await get(taskgate, f"?page_size=1&sort_by=created_at%20desc&filter={encoded}")
+        status, page = await get(
+            taskgate, f"?page_size=1&sort_by=created_at%20desc&filter={encoded}"
+        )
         assert (status, page) == (200, {"tasks": [created], "total_size": 1})
 
 
@@ -86,7 +90,9 @@ async def test_resource_reference_key_by_name_and_number(taskgate: Taskgate) -> 
     for kind in ("PIPELINE", "3"):
         query = f"?resource_reference_key.type={kind}&resource_reference_key.id={pipeline}"
         assert await get(taskgate, query) == (200, {"tasks": [created], "total_size": 1})
-    status, body = await get(taskgate, "?resourceReferenceKey.type=NAMESPACE&resourceReferenceKey.id=nope")
+    status, body = await get(
+        taskgate, "?resourceReferenceKey.type=NAMESPACE&resourceReferenceKey.id=nope"
+    )
     assert (status, body) == (200, {})
 
 
@@ -96,7 +102,11 @@ def kfp_error_body(chain: str, external: str, code: int = 3) -> dict[str, Any]:
         "code": code,
         "message": chain,
         "details": [
-            {"@type": "type.googleapis.com/api.Error", "error_message": external, "error_details": chain}
+            {
+                "@type": "type.googleapis.com/api.Error",
+                "error_message": external,
+                "error_details": chain,
+            }
         ],
     }
 
@@ -106,7 +116,10 @@ def kfp_error_body(chain: str, external: str, code: int = 3) -> dict[str, Any]:
     [
         ("", "Invalid task: must specify PipelineName"),
         ("null", "Invalid task: must specify PipelineName"),
-        ('{"task": {"pipelineName": "p"}}', "Invalid task: must specify PipelineName"),  # unknown key ignored
+        (
+            '{"task": {"pipelineName": "p"}}',
+            "Invalid task: must specify PipelineName",
+        ),  # unknown key ignored
         ('{"id": "x", "pipelineName": "p8"}', "Invalid task: Id should not be set"),
         ('{"pipelineName": "p", "bogus": 1}', "Invalid task: must specify RunId"),
     ],
@@ -115,7 +128,9 @@ async def test_service_errors_have_kfp_shape(taskgate: Taskgate, body: str, exte
     status, error, headers = await post(taskgate, body)
     assert status == 400
     assert headers["Content-Type"] == "application/json"
-    assert error == kfp_error_body(f"Validate create task request failed.: Invalid input error: {external}", external)
+    assert error == kfp_error_body(
+        f"Validate create task request failed.: Invalid input error: {external}", external
+    )
     assert list(error) == ["error", "code", "message", "details"]
 
 
@@ -130,7 +145,9 @@ async def test_service_errors_have_kfp_shape(taskgate: Taskgate, body: str, exte
         (b'{"pipelineName": "\xff"}', "UTF-8"),
     ],
 )
-async def test_bad_bodies_are_400_naming_the_problem(taskgate: Taskgate, body: str | bytes, fragment: str) -> None:
+async def test_bad_bodies_are_400_naming_the_problem(
+    taskgate: Taskgate, body: str | bytes, fragment: str
+) -> None:
     status, error, _ = await post(taskgate, body)
     assert status == 400
     assert error["code"] == 3
@@ -150,7 +167,9 @@ async def test_bad_bodies_are_400_naming_the_problem(taskgate: Taskgate, body: s
         ("?resource_reference_key.type=%22PIPELINE%22", "resource_reference_key.type"),
     ],
 )
-async def test_bad_query_values_are_400_naming_the_parameter(taskgate: Taskgate, query: str, fragment: str) -> None:
+async def test_bad_query_values_are_400_naming_the_parameter(
+    taskgate: Taskgate, query: str, fragment: str
+) -> None:
     status, error = await get(taskgate, query)
     assert status == 400
     assert error["code"] == 3
@@ -160,7 +179,10 @@ async def test_bad_query_values_are_400_naming_the_parameter(taskgate: Taskgate,
 async def test_service_error_catalogue_over_rest(taskgate: Taskgate) -> None:
     status, error = await get(taskgate, "?page_size=-3")
     external = "The page size should be greater than 0. Got '-3'"
-    assert (status, error) == (400, kfp_error_body(f"Failed to create list options: Invalid input error: {external}", external))
+    assert (status, error) == (
+        400,
+        kfp_error_body(f"Failed to create list options: Invalid input error: {external}", external),
+    )
     status, error = await get(taskgate, "?page_token=random%20nonsense")
     assert status == 400
     assert error["details"][0]["error_message"] == "Invalid page token."
@@ -186,5 +208,7 @@ async def test_unknown_path_is_404_json(taskgate: Taskgate, path: str) -> None:
 
 
 async def test_kubeflow_userid_header_is_accepted(taskgate: Taskgate) -> None:
-    status, _, _ = await post(taskgate, json.dumps(TASK), **{"kubeflow-userid": "alice@example.com"})
+    status, _, _ = await post(
+        taskgate, json.dumps(TASK), **{"kubeflow-userid": "alice@example.com"}
+    )
     assert status == 200

@@ -87,4 +87,4 @@ def test_call_options_from_headers() -> None:
 def test_headers_from_metadata() -> None:
     assert headers_from_metadata(
         [("x-a", "1"), ("x-b-bin", b"\x01"), ("x-bad", "a\r\nb")], [("x-t", "2")]
-    ) == [("Grpc-Metadata-x-a", "1"), ("Grpc-Metadata-x-b-bin", "AQ=="), ("Grpc-Trailer-x-t", "2")]
+    ) == [("Grpc-Metadata-X-A", "1"), ("Grpc-Metadata-X-B-Bin", "AQ=="), ("Grpc-Trailer-X-T", "2")]

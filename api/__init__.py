@@ -1,1 +1,1 @@
-"""The KFP TaskService API: .proto sources and their generated Python code (never edited by hand)."""
+"""The KFP TaskService API: .proto sources and their generated code (never edited by hand)."""

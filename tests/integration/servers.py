@@ -21,7 +21,7 @@ class Taskgate:
     """A running `taskgate serve` and clients for both doors."""
 
     server: RunningServer
-    stub: task_pb2_grpc.TaskServiceStub
+    stub: task_pb2_grpc.TaskServiceAsyncStub
     channel: grpc.aio.Channel
     http: aiohttp.ClientSession
 

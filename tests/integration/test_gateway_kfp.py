@@ -16,7 +16,9 @@ from tests.integration.test_peer import CORPUS, answer, without_id
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: f"{c.method} {c.target} {c.body!r}"[:60])
 async def test_gateway_answers_like_serve(taskgate: Taskgate, case: object) -> None:
     for i in range(3):
-        await taskgate.stub.CreateTask(task_pb2.CreateTaskRequest(task=new_task(created_at=100 + i)))
+        await taskgate.stub.CreateTask(
+            task_pb2.CreateTaskRequest(task=new_task(created_at=100 + i))
+        )
     config = StandaloneConfig(upstream=taskgate.grpc_target, port=0, options=GatewayOptions.kfp())
     async with gateway_serving(config) as running:
         via_gateway = await answer(taskgate.http, f"http://127.0.0.1:{running.port}", case)  # type: ignore[arg-type]

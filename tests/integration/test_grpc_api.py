@@ -22,7 +22,8 @@ async def create(tg: Taskgate, **fields: object) -> task_pb2.Task:
 
 
 async def list_tasks(tg: Taskgate, **fields: object) -> task_pb2.ListTasksResponse:
-    return await tg.stub.ListTasks(task_pb2.ListTasksRequest(**fields))  # type: ignore[arg-type]
+    request = task_pb2.ListTasksRequest(**fields)  # type: ignore[arg-type]
+    return await tg.stub.ListTasks(request)
 
 
 async def rpc_error(call: object) -> grpc.aio.AioRpcError:

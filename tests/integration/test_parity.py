@@ -149,7 +149,7 @@ async def over_grpc(tg: Taskgate, scenario: Scenario) -> tuple[int, Any]:
 
         from api import error_pb2
 
-        status = status_pb2.Status.FromString(details[0])  # type: ignore[arg-type]
+        status = status_pb2.Status.FromString(details[0])
         api_error = error_pb2.Error()
         status.details[0].Unpack(api_error)
         detail = {

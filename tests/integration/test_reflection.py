@@ -10,6 +10,7 @@ import subprocess
 
 import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -44,14 +45,14 @@ def reflect_and_call(target: str) -> tuple[list[str], dict[str, object], dict[st
             ),
             request_class(),
         )
-        call = channel.unary_unary(
+        call: grpc.UnaryUnaryMultiCallable[Message, Message] = channel.unary_unary(
             f"/{service.full_name}/{create.name}",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_class.FromString,
         )
         created = json_format.MessageToDict(call(request))
         list_method = service.methods_by_name["ListTasks"]
-        list_call = channel.unary_unary(
+        list_call: grpc.UnaryUnaryMultiCallable[Message, Message] = channel.unary_unary(
             f"/{service.full_name}/{list_method.name}",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=message_factory.GetMessageClass(

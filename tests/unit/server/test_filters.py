@@ -14,7 +14,7 @@ def parse(text: str) -> tuple[Condition, ...] | None:
     return None if message is None else validate_filter(message)
 
 
-def predicate(op: str, key: str, **value: object) -> str:
+def predicate(op: str | int, key: str, **value: object) -> str:
     import json
 
     return json.dumps({"predicates": [{"op": op, "key": key, **value}]})

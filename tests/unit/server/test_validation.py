@@ -26,7 +26,7 @@ def valid_task(**changes: object) -> task_pb2.Task:
     task = task_pb2.Task()
     for name, value in fields.items():
         if value is None:
-            task.ClearField(name)
+            task.ClearField(name)  # type: ignore[arg-type]  # names come from the table above
         elif isinstance(value, timestamp_pb2.Timestamp):
             getattr(task, name).CopyFrom(value)
         else:

@@ -78,7 +78,9 @@ def check() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.generate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m api.generate", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
     options = parser.parse_args(argv)
     if not options.check:

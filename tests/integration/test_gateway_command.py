@@ -41,12 +41,19 @@ async def base_url(upstream: UpstreamProcess) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{running.port}"
 
 
-async def call(method: str, url: str, body: str | bytes | None = None, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    async with aiohttp.ClientSession() as http, http.request(method, url, data=body, headers=headers) as response:
+async def call(
+    method: str, url: str, body: str | bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, url, data=body, headers=headers) as response,
+    ):
         return response.status, dict(response.headers), await response.read()
 
 
-async def json_call(method: str, url: str, body: str | None = None, **headers: str) -> tuple[int, Any]:
+async def json_call(
+    method: str, url: str, body: str | None = None, **headers: str
+) -> tuple[int, Any]:
     status, _, raw = await call(method, url, body, **headers)
     return status, json.loads(raw)
 
@@ -61,23 +68,43 @@ async def test_query_path_and_well_known_types_reach_the_upstream(base_url: str)
     status, echoed = await json_call("GET", f"{base_url}/v1/echo/h%C3%A9llo%2Fx{query}")
     assert status == 200
     assert echoed == {
-        "fString": "héllo/x", "fInt64": "9007199254740993", "fUint32": 7, "fBool": True,
-        "fDouble": "NaN", "fBytes": "aGk=", "color": "RED", "tags": ["a", "b"],
-        "numbers": ["1", "-2"], "labels": {"k": "v"}, "counts": {"3": "4"},
-        "nested": {"name": "n", "child": {"count": 2}}, "ts": "2024-01-02T02:04:05.500Z",
-        "dur": "1.500s", "wInt64": "0", "wString": "", "mask": "fString,nested.name",
-        "val": {"a": 1.0}, "choiceB": 5, "optInt": 0,
+        "fString": "héllo/x",
+        "fInt64": "9007199254740993",
+        "fUint32": 7,
+        "fBool": True,
+        "fDouble": "NaN",
+        "fBytes": "aGk=",
+        "color": "RED",
+        "tags": ["a", "b"],
+        "numbers": ["1", "-2"],
+        "labels": {"k": "v"},
+        "counts": {"3": "4"},
+        "nested": {"name": "n", "child": {"count": 2}},
+        "ts": "2024-01-02T02:04:05.500Z",
+        "dur": "1.500s",
+        "wInt64": "0",
+        "wString": "",
+        "mask": "fString,nested.name",
+        "val": {"a": 1.0},
+        "choiceB": 5,
+        "optInt": 0,
     }
 
 
 async def test_bodies_bindings_and_response_body(base_url: str) -> None:
-    status, echoed = await json_call("POST", f"{base_url}/v1/echo", json.dumps({"fString": "s", "f_int32": 3, "shownAs": "x"}))
+    status, echoed = await json_call(
+        "POST", f"{base_url}/v1/echo", json.dumps({"fString": "s", "f_int32": 3, "shownAs": "x"})
+    )
     assert (status, echoed) == (200, {"fString": "s", "fInt32": 3, "shownAs": "x"})
-    status, echoed = await json_call("PUT", f"{base_url}/v1/echo/p/nested", json.dumps({"name": "b"}))
+    status, echoed = await json_call(
+        "PUT", f"{base_url}/v1/echo/p/nested", json.dumps({"name": "b"})
+    )
     assert (status, echoed) == (200, {"fString": "p", "nested": {"name": "b"}})
     status, echoed = await json_call("SEARCH", f"{base_url}/v1/echo:search?f_string=q")
     assert (status, echoed) == (200, {"fString": "q"})
-    status, echoed = await json_call("PATCH", f"{base_url}/v1/any-method", json.dumps({"fInt32": 1}))
+    status, echoed = await json_call(
+        "PATCH", f"{base_url}/v1/any-method", json.dumps({"fInt32": 1})
+    )
     assert (status, echoed) == (200, {"fInt32": 1})
     status, echoed = await json_call("GET", f"{base_url}/v1/echo/nested/a/x/y/z")
     assert (status, echoed) == (200, {"nested": {"name": "a", "child": {"name": "x/y/z"}}})
@@ -86,7 +113,11 @@ async def test_bodies_bindings_and_response_body(base_url: str) -> None:
     assert book["name"] == "shelves/s1/books/b1"
     status, title = await json_call("GET", f"{base_url}/v1/shelves/s1/books/b1:title")
     assert (status, title) == (200, book["title"])
-    status, moved = await json_call("POST", f"{base_url}/v1/shelves/s1/books/b1:move", json.dumps({"otherShelfName": "shelves/s2"}))
+    status, moved = await json_call(
+        "POST",
+        f"{base_url}/v1/shelves/s1/books/b1:move",
+        json.dumps({"otherShelfName": "shelves/s2"}),
+    )
     assert (status, moved["name"]) == (200, "shelves/s2/books/b1")
     status, listed = await json_call("GET", f"{base_url}/v1/books?pageSize=2")
     assert status == 200
@@ -94,14 +125,22 @@ async def test_bodies_bindings_and_response_body(base_url: str) -> None:
 
 
 async def test_http_body_both_ways(base_url: str) -> None:
-    status, headers, raw = await call("GET", f"{base_url}/v1/files/a/b%2Fc.txt?contentType=text/csv")
+    status, headers, raw = await call(
+        "GET", f"{base_url}/v1/files/a/b%2Fc.txt?contentType=text/csv"
+    )
     assert status == 200
     assert headers["Content-Type"].startswith("text/csv")
     assert raw == b"contents of a/b%2Fc.txt"
     status, book = await json_call(
-        "POST", f"{base_url}/v1/shelves/s/books/b:upload", "\x00\x01binary", **{"Content-Type": "application/octet-stream"}
+        "POST",
+        f"{base_url}/v1/shelves/s/books/b:upload",
+        "\x00\x01binary",
+        **{"Content-Type": "application/octet-stream"},
     )
-    assert (status, book) == (200, {"name": "shelves/s/books/b", "title": "8 bytes of application/octet-stream"})
+    assert (status, book) == (
+        200,
+        {"name": "shelves/s/books/b", "title": "8 bytes of application/octet-stream"},
+    )
 
 
 async def test_server_streaming_ndjson_sse_and_mid_stream_errors(base_url: str) -> None:
@@ -109,16 +148,22 @@ async def test_server_streaming_ndjson_sse_and_mid_stream_errors(base_url: str) 
     assert status == 200
     lines = [json.loads(line) for line in raw.decode().splitlines()]
     assert [line["result"]["name"] for line in lines] == [f"shelves/s1/books/{i}" for i in range(3)]
-    status, _, raw = await call("GET", f"{base_url}/v1/shelves/s1/books:stream?count=3&failAfter=2&failCode=10")
+    status, _, raw = await call(
+        "GET", f"{base_url}/v1/shelves/s1/books:stream?count=3&failAfter=2&failCode=10"
+    )
     lines = [json.loads(line) for line in raw.decode().splitlines()]
     assert status == 200
     assert len(lines) == 3
     assert lines[-1]["error"]["code"] == 10
     assert lines[-1]["error"]["message"] == "failed after 2 books"
-    status, body = await json_call("GET", f"{base_url}/v1/shelves/s1/books:stream?count=3&failAfter=0&failCode=9")
+    status, body = await json_call(
+        "GET", f"{base_url}/v1/shelves/s1/books:stream?count=3&failAfter=0&failCode=9"
+    )
     assert status == 400  # an error before the first message is a plain error response
     assert body["code"] == 9
-    status, headers, raw = await call("GET", f"{base_url}/v1/shelves/s1/books:stream?count=2", Accept="text/event-stream")
+    status, headers, raw = await call(
+        "GET", f"{base_url}/v1/shelves/s1/books:stream?count=2", Accept="text/event-stream"
+    )
     assert status == 200
     assert headers["Content-Type"].startswith("text/event-stream")
     events = [block for block in raw.decode().split("\n\n") if block]
@@ -129,7 +174,13 @@ async def test_server_streaming_ndjson_sse_and_mid_stream_errors(base_url: str) 
 
 
 async def test_error_details_and_unknown_detail_types(base_url: str) -> None:
-    status, body = await json_call("POST", f"{base_url}/v1/fail", json.dumps({"code": 5, "message": "no such book", "withDetails": True, "unknownDetail": True}))
+    status, body = await json_call(
+        "POST",
+        f"{base_url}/v1/fail",
+        json.dumps(
+            {"code": 5, "message": "no such book", "withDetails": True, "unknownDetail": True}
+        ),
+    )
     assert status == 404
     assert body["code"] == 5
     assert body["message"] == "no such book"
@@ -139,16 +190,22 @@ async def test_error_details_and_unknown_detail_types(base_url: str) -> None:
         "type.googleapis.com/google.rpc.ErrorInfo",
         "type.googleapis.com/nowhere.Unknown",
     ]
-    assert body["details"][0]["fieldViolations"] == [{"field": "name", "description": "must not be empty"}]
+    assert body["details"][0]["fieldViolations"] == [
+        {"field": "name", "description": "must not be empty"}
+    ]
     assert base64.b64decode(body["details"][2]["value"]) == b"\x08\x2a"
 
 
 async def test_metadata_deadlines_and_routing_misses(base_url: str) -> None:
-    status, headers, _ = await call("GET", f"{base_url}/v1/echo/m", **{"Grpc-Metadata-Trace": "t1", "Authorization": "Bearer x"})
+    status, headers, _ = await call(
+        "GET", f"{base_url}/v1/echo/m", **{"Grpc-Metadata-Trace": "t1", "Authorization": "Bearer x"}
+    )
     assert status == 200
     assert headers["Grpc-Metadata-X-Echo-Trace"] == "t1"
     assert headers["Grpc-Metadata-X-Echo-Authorization"] == "Bearer x"
-    status, body = await json_call("POST", f"{base_url}/v1/fail", json.dumps({"delayMs": 2000}), **{"Grpc-Timeout": "100m"})
+    status, body = await json_call(
+        "POST", f"{base_url}/v1/fail", json.dumps({"delayMs": 2000}), **{"Grpc-Timeout": "100m"}
+    )
     assert (status, body["code"]) == (504, 4)
     status, body = await json_call("GET", f"{base_url}/v1/nowhere")
     assert (status, body["code"]) == (404, 5)
@@ -161,7 +218,9 @@ async def test_metadata_deadlines_and_routing_misses(base_url: str) -> None:
 
 
 async def test_strict_and_proto_names(upstream: UpstreamProcess) -> None:
-    async with await start(upstream, strict=True, use_proto_field_names=True, emit_unpopulated=True) as running:
+    async with await start(
+        upstream, strict=True, use_proto_field_names=True, emit_unpopulated=True
+    ) as running:
         url = f"http://127.0.0.1:{running.port}"
         status, body = await json_call("GET", f"{url}/v1/echo/x?bogus=1")
         assert status == 400
@@ -202,9 +261,19 @@ async def test_startup_errors_name_the_upstream(tmp_path: Path) -> None:
 def test_command_line_gateway_serves_rest(upstream: UpstreamProcess) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "gateway", "--upstream", upstream.target,
-         "--http-address", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "gateway",
+            "--upstream",
+            upstream.target,
+            "--http-address",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -214,7 +283,9 @@ def test_command_line_gateway_serves_rest(upstream: UpstreamProcess) -> None:
                 break
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/echo/cli?fInt32=2", timeout=10) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/v1/echo/cli?fInt32=2", timeout=10
+        ) as response:
             assert json.loads(response.read()) == {"fString": "cli", "fInt32": 2}
     finally:
         process.terminate()

@@ -13,12 +13,18 @@ import pytest
 from api import task_pb2, task_pb2_grpc
 from server.lifecycle import serving
 from store.embedded import EmbeddedPostgres
+from tests.integration.conftest import private_temp_dir
 from tests.integration.kfp import new_task
 from tests.integration.servers import serve_settings
 
 
-async def test_database_outage_is_unavailable_then_recovers(tmp_path: Path) -> None:
-    database = EmbeddedPostgres(tmp_path / "pg")
+async def test_database_outage_is_unavailable_then_recovers() -> None:
+    with private_temp_dir("taskgate-outage-") as home:
+        await _outage_and_recovery(home)
+
+
+async def _outage_and_recovery(home: Path) -> None:
+    database = EmbeddedPostgres(home / "pg")
     dsn = await database.start()
     try:
         async with (
@@ -49,7 +55,7 @@ async def test_database_outage_is_unavailable_then_recovers(tmp_path: Path) -> N
                 == "List tasks failed.: the database is unavailable, try again later"
             )
 
-            database = EmbeddedPostgres(tmp_path / "pg")
+            database = EmbeddedPostgres(home / "pg")
             await database.start()
             page = await stub.ListTasks(task_pb2.ListTasksRequest())
             assert list(page.tasks) == [created]

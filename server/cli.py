@@ -177,6 +177,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.command == "serve":
             settings = serve_settings(args)
             configure_logging(settings.log_level)
+            if settings.workers > 1:
+                from server.workers import run_workers
+
+                return asyncio.run(run_workers(settings))
             from server.lifecycle import run_serve
 
             return asyncio.run(run_serve(settings))

@@ -17,12 +17,17 @@ MAX_MESSAGE_BYTES = 100 * 1024 * 1024
 GrpcBehavior = Callable[[Message, grpc.aio.ServicerContext[Message, Message]], Awaitable[Message]]
 
 
-def create_grpc_server(pipeline: CallPipeline) -> grpc.aio.Server:
-    """A server with every pipeline method registered (ports and reflection are added later)."""
+def create_grpc_server(pipeline: CallPipeline, *, reuse_port: bool = False) -> grpc.aio.Server:
+    """A server with every pipeline method registered (ports and reflection are added later).
+
+    SO_REUSEPORT only for --workers: otherwise a second taskgate on the same port must fail to
+    start rather than silently share the port.
+    """
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[Message, Message]]] = {}

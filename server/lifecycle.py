@@ -49,14 +49,14 @@ class RunningServer:
     http_port: int
 
 
-async def run_serve(settings: ServeSettings) -> int:
+async def run_serve(settings: ServeSettings, *, reuse_port: bool = False) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with serving(settings) as running:
+        async with serving(settings, reuse_port=reuse_port) as running:
             log.info(
                 "taskgate ready: gRPC on %s:%d, REST on %s:%d",
                 settings.grpc_address.host,
@@ -74,7 +74,9 @@ async def run_serve(settings: ServeSettings) -> int:
 
 
 @asynccontextmanager
-async def serving(settings: ServeSettings) -> AsyncIterator[RunningServer]:
+async def serving(
+    settings: ServeSettings, *, reuse_port: bool = False
+) -> AsyncIterator[RunningServer]:
     """Everything `taskgate serve` runs, started; stopped gracefully on exit."""
     async with AsyncExitStack() as stack:
         dsn = settings.database_url
@@ -89,7 +91,7 @@ async def serving(settings: ServeSettings) -> AsyncIterator[RunningServer]:
             log.info("applied migrations: %s", ", ".join(applied))
         pipeline = CallPipeline(TaskService(TaskStore(pool)).methods())
 
-        server = create_grpc_server(pipeline)
+        server = create_grpc_server(pipeline, reuse_port=reuse_port)
         health = await enable_health(server)
         enable_reflection(server, [SERVICE_NAME])
         grpc_port = _bind_grpc(server, settings.grpc_address)
@@ -110,7 +112,7 @@ async def serving(settings: ServeSettings) -> AsyncIterator[RunningServer]:
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        http_port = await _bind_http(runner, settings.http_address)
+        http_port = await _bind_http(runner, settings.http_address, reuse_port)
 
         await set_serving(health, [SERVICE_NAME])
         serving_now = True
@@ -131,8 +133,10 @@ def _bind_grpc(server: grpc.aio.Server, address: Address) -> int:
     return port
 
 
-async def _bind_http(runner: web.AppRunner, address: Address) -> int:
-    site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+async def _bind_http(runner: web.AppRunner, address: Address, reuse_port: bool) -> int:
+    site = web.TCPSite(
+        runner, address.host, address.port, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as error:

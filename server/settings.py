@@ -91,8 +91,8 @@ class GatewaySettings:
             )
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, prefix: str = "") -> None:
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
     )

@@ -24,7 +24,9 @@ from tests.upstream_process import free_port
 READY_TIMEOUT = 60.0
 
 
-def start_serve(data_dir: Path, grpc_port: int, http_port: int) -> subprocess.Popen[str]:
+def start_serve(
+    data_dir: Path, grpc_port: int, http_port: int, *flags: str
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "TASKGATE_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
@@ -34,7 +36,7 @@ def start_serve(data_dir: Path, grpc_port: int, http_port: int) -> subprocess.Po
     }
     env.pop("TASKGATE_DATABASE_URL", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "server"],
+        [sys.executable, "-m", "server", *flags],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -113,4 +115,44 @@ def test_serve_reports_a_port_in_use() -> None:
                 process.stdout.close()
         assert code == 1
         assert f"cannot listen for gRPC on 127.0.0.1:{grpc_port}" in output
+        assert "Traceback" not in output
+
+
+def test_workers_share_the_ports_and_each_others_tokens() -> None:
+    with private_temp_dir("taskgate-workers-") as home:
+        grpc_port, http_port = free_port(), free_port()
+        process = start_serve(home / "data", grpc_port, http_port, "--workers", "2")
+        url = f"http://127.0.0.1:{http_port}/apis/v1alpha1/tasks"
+        try:
+            wait_ready(http_port, process)
+            time.sleep(1.0)  # the second worker may still be starting
+            body = json.dumps(
+                {
+                    "pipelineName": "p",
+                    "runId": "r",
+                    "mlmdExecutionID": "1",
+                    "fingerprint": "f",
+                    "created_at": "2024-01-01T00:00:00Z",
+                }
+            )
+            for _ in range(6):
+                request = urllib.request.Request(url, data=body.encode(), method="POST")
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    assert response.status == 200
+            seen: list[str] = []
+            token = ""
+            while True:  # a new connection per page: the kernel may pick either worker
+                query = f"?page_size=1&page_token={token}" if token else "?page_size=1"
+                with urllib.request.urlopen(url + query, timeout=10) as response:
+                    page = json.loads(response.read())
+                seen += [task["id"] for task in page["tasks"]]
+                token = page.get("next_page_token", "")
+                if not token:
+                    break
+            assert len(seen) == len(set(seen)) == 6
+        finally:
+            code, output = stop(process)
+        assert code == 0, output
+        assert "worker-0 INFO server.lifecycle: taskgate ready" in output
+        assert "worker-1 INFO server.lifecycle: taskgate ready" in output
         assert "Traceback" not in output

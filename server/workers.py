@@ -1,0 +1,101 @@
+"""`taskgate serve --workers N`: N serving processes on the same two ports, one database.
+
+The parent starts the embedded PostgreSQL (when there is no --database-url) and applies the
+migrations once, then spawns the workers. Each worker is a whole `taskgate serve` (both doors,
+its own pool); the kernel spreads connections over them (SO_REUSEPORT, which grpc sets by
+default and aiohttp sets on request). Nothing is kept in process memory that another worker
+would need (page-token keys live in the database), so any worker can serve any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from multiprocessing.process import BaseProcess
+
+from server.settings import ServeSettings, configure_logging
+from store.embedded import EmbeddedPostgres
+from store.errors import StoreError
+from store.migrate import apply_migrations
+from store.pool import pool_context
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+
+
+async def run_workers(settings: ServeSettings) -> int:
+    """Run `settings.workers` worker processes until SIGTERM/SIGINT; the exit code."""
+    if settings.grpc_address.port == 0 or settings.http_address.port == 0:
+        log.error("cannot start: --workers needs fixed ports (port 0 would differ per worker)")
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncExitStack() as stack:
+        try:
+            dsn = settings.database_url
+            if dsn is None:
+                embedded = EmbeddedPostgres(settings.data_dir)
+                dsn = await embedded.start()
+                stack.push_async_callback(embedded.stop)
+            async with pool_context(dsn, min_size=1, max_size=1) as pool:
+                await apply_migrations(pool)
+        except StoreError as error:
+            log.error("cannot start: %s", error)
+            return 1
+        worker_settings = replace(settings, database_url=dsn, workers=1)
+        context = multiprocessing.get_context("spawn")
+        workers = [
+            context.Process(
+                target=_worker_main, args=(worker_settings, i), name=f"taskgate-worker-{i}"
+            )
+            for i in range(settings.workers)
+        ]
+        for worker in workers:
+            worker.start()
+        log.info("started %d workers: pids %s", len(workers), [w.pid for w in workers])
+        failed = await _supervise(workers, stop)
+        await asyncio.to_thread(_stop_all, workers, settings.grace_period + 5)
+    log.info("stopped")
+    return 1 if failed else 0
+
+
+async def _supervise(workers: Sequence[BaseProcess], stop: asyncio.Event) -> bool:
+    """Wait for a stop signal, or for a worker to die (then stop the others); True if one died."""
+    while not stop.is_set():
+        dead = [w for w in workers if not w.is_alive()]
+        if dead:
+            log.error("worker %s exited with %s; stopping", dead[0].name, dead[0].exitcode)
+            return True
+        try:
+            async with asyncio.timeout(POLL_SECONDS):
+                await stop.wait()
+        except TimeoutError:
+            continue
+    return False
+
+
+def _stop_all(workers: Sequence[BaseProcess], timeout: float) -> None:
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()  # SIGTERM: the worker shuts down gracefully
+    for worker in workers:
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning("worker %s did not stop in %.0fs; killing it", worker.name, timeout)
+            worker.kill()
+            worker.join()
+
+
+def _worker_main(settings: ServeSettings, index: int) -> None:
+    from server.lifecycle import run_serve
+
+    configure_logging(settings.log_level, prefix=f"worker-{index} ")
+    raise SystemExit(asyncio.run(run_serve(settings, reuse_port=True)))

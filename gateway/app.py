@@ -96,7 +96,9 @@ async def _serve(request: web.Request, state: GatewayState) -> web.StreamRespons
     if path == HEALTH_PATH and request.method == "GET":
         return await _health_response(state)
     match = _match(state.routes, request.method, path)
-    call_options = call_options_from_headers(request.headers, state.options)
+    call_options = call_options_from_headers(
+        request.headers, state.options, streaming=match.route.server_streaming
+    )
     body = await _read_body(request, match, state.options)
     content_type = request.headers.get("Content-Type", "")
     message = build_request(match, query, body, content_type, state.options)

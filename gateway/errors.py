@@ -62,8 +62,7 @@ class TranscodeError(RpcStatusError):
         http_status: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(RpcStatus(code, message))
-        self.http_status = http_status
+        super().__init__(RpcStatus(code, message), http_status=http_status)
         self.headers: Mapping[str, str] = headers or {}
 
     @classmethod
@@ -78,7 +77,7 @@ def http_status_for(code: grpc.StatusCode) -> int:
 
 def http_status_of(exc: BaseException, status: RpcStatus) -> int:
     """The HTTP status for `exc` once it has become `status`."""
-    if isinstance(exc, TranscodeError) and exc.http_status is not None:
+    if isinstance(exc, RpcStatusError) and exc.http_status is not None:
         return exc.http_status
     return http_status_for(status.code)
 

@@ -57,10 +57,14 @@ def metadata_from_headers(
     return metadata
 
 
-def call_options_from_headers(headers: Mapping[str, str], options: GatewayOptions) -> CallOptions:
-    """Metadata and deadline for one call; the header wins over `options.default_timeout`."""
+def call_options_from_headers(
+    headers: Mapping[str, str], options: GatewayOptions, *, streaming: bool = False
+) -> CallOptions:
+    """Metadata and deadline for one call; the header wins over `options.default_timeout`,
+    which applies to unary calls only (a stream may rightly run for as long as it likes)."""
     timeout_text = headers.get(TIMEOUT_HEADER)
-    timeout = options.default_timeout if timeout_text is None else parse_grpc_timeout(timeout_text)
+    default = None if streaming else options.default_timeout
+    timeout = default if timeout_text is None else parse_grpc_timeout(timeout_text)
     metadata = tuple(metadata_from_headers(headers.items(), options))
     return CallOptions(metadata=metadata, timeout=timeout)
 

@@ -25,9 +25,11 @@ class RpcStatus:
 class RpcStatusError(Exception):
     """Raised by an invoker (or by the transcoder itself) to fail a call with an `RpcStatus`."""
 
-    def __init__(self, status: RpcStatus) -> None:
+    def __init__(self, status: RpcStatus, *, http_status: int | None = None) -> None:
         super().__init__(status.message)
         self.status = status
+        #: overrides the code's usual HTTP status (e.g. 502 for an upstream's garbage).
+        self.http_status = http_status
 
     @classmethod
     def of(cls, code: grpc.StatusCode, message: str) -> RpcStatusError:

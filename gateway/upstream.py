@@ -23,6 +23,8 @@ from gateway.status import RpcStatus, RpcStatusError
 
 log = logging.getLogger(__name__)
 
+BAD_GATEWAY = 502
+
 #: Like KFP's client: large pipeline specs travel through this gateway.
 MAX_MESSAGE_BYTES: Final = 100 * 1024 * 1024
 #: Keepalive stays off (grpc's client default); reconnect quickly once the upstream is back.
@@ -165,4 +167,6 @@ class GrpcInvoker:
         except DecodeError:
             log.warning("undecodable response from %s to %s", self._upstream, method)
             message = f"upstream {self._upstream} sent a malformed response to {method}"
-            raise RpcStatusError.of(grpc.StatusCode.INTERNAL, message) from None
+            # 502 Bad Gateway: the upstream, not the gateway, misbehaved.
+            status = RpcStatus(grpc.StatusCode.INTERNAL, message)
+            raise RpcStatusError(status, http_status=BAD_GATEWAY) from None

@@ -92,6 +92,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _add_switch(gateway, env, "--emit-unpopulated", "write fields that hold default values")
     _add(gateway, env, "--preset", "kfp: KFP's REST output and error shape", choices=("kfp",))
     _add(gateway, env, "--refresh-interval", "seconds between re-discoveries (0: never)", "0")
+    _add(
+        gateway,
+        env,
+        "--timeout",
+        "deadline in seconds of a unary call that has no Grpc-Timeout header (0: none)",
+        "30",
+    )
     _add(gateway, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO")
     return parser
 
@@ -134,6 +141,10 @@ def gateway_settings(args: argparse.Namespace) -> GatewaySettings:
         refresh = float(args.refresh_interval)
     except ValueError:
         raise SettingsError("--refresh-interval: expected a number of seconds") from None
+    try:
+        timeout = float(args.timeout)
+    except ValueError:
+        raise SettingsError("--timeout: expected a number of seconds") from None
     return GatewaySettings(
         upstream=Address.parse(args.upstream, "--upstream"),
         http_address=Address.parse(args.http_address, "--http-address"),
@@ -143,6 +154,7 @@ def gateway_settings(args: argparse.Namespace) -> GatewaySettings:
         emit_unpopulated=args.emit_unpopulated,
         preset=args.preset,
         refresh_interval=refresh,
+        timeout=timeout,
         log_level=args.log_level.upper(),
     )
 
@@ -154,6 +166,7 @@ def standalone_config(settings: GatewaySettings) -> StandaloneConfig:
         options,
         strict=settings.strict or options.strict,
         emit_unpopulated=settings.emit_unpopulated or options.emit_unpopulated,
+        default_timeout=settings.timeout or None,
         use_proto_field_names=(
             options.use_proto_field_names
             if settings.json_names is None

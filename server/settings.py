@@ -76,6 +76,8 @@ class GatewaySettings:
     preset: str | None = None
     #: Seconds between re-discoveries of the upstream's services (0: never).
     refresh_interval: float = 0.0
+    #: Deadline of a unary call without a Grpc-Timeout header (0: none).
+    timeout: float = 30.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -85,6 +87,8 @@ class GatewaySettings:
             raise SettingsError(f"--preset: the only preset is kfp, got {self.preset!r}")
         if self.refresh_interval < 0:
             raise SettingsError("--refresh-interval: expected seconds >= 0")
+        if self.timeout < 0:
+            raise SettingsError("--timeout: expected seconds >= 0")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(
                 f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"

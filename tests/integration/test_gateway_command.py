@@ -292,3 +292,96 @@ def test_command_line_gateway_serves_rest(upstream: UpstreamProcess) -> None:
         assert process.wait(timeout=15) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+def descriptor_set_file(directory: Path) -> Path:
+    """The fixture proto and its imports as a FileDescriptorSet, as protoc would write it."""
+    from google.protobuf import descriptor_pb2
+
+    from tests.protos import transcoding_test_pb2
+
+    files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+
+    def add(file_descriptor: Any) -> None:
+        for dependency in file_descriptor.dependencies:
+            add(dependency)
+        if file_descriptor.name not in files:
+            proto = descriptor_pb2.FileDescriptorProto()
+            file_descriptor.CopyToProto(proto)
+            files[file_descriptor.name] = proto
+
+    add(transcoding_test_pb2.DESCRIPTOR)
+    path = directory / "transcoding_test.binpb"
+    path.write_bytes(
+        descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString()
+    )
+    return path
+
+
+async def test_garbage_and_hanging_upstreams_get_502_and_504(tmp_path: Path) -> None:
+    import grpc
+
+    from tests.upstream_process import serve_handlers
+
+    async def garbage(request: bytes, context: Any) -> bytes:
+        return b"\xff\xff\xff"
+
+    async def hang(request: bytes, context: Any) -> bytes:
+        await asyncio.sleep(30)
+        return b""
+
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "GetBook": grpc.unary_unary_rpc_method_handler(garbage),
+        "ListBooks": grpc.unary_unary_rpc_method_handler(hang),
+    }
+    async with serve_handlers("tgtest.Library", handlers) as target:
+        config = StandaloneConfig(
+            upstream=target,
+            port=0,
+            descriptor_set=descriptor_set_file(tmp_path),
+            options=GatewayOptions.generic(default_timeout=0.5),
+        )
+        async with gateway_serving(config) as running:
+            url = f"http://127.0.0.1:{running.port}/v1"
+            status, body = await json_call("GET", f"{url}/shelves/s/books/b")
+            assert status == 502
+            assert (
+                body["message"]
+                == f"upstream {target} sent a malformed response to /tgtest.Library/GetBook"
+            )
+            status, body = await json_call("GET", f"{url}/books")
+            assert (status, body["code"]) == (504, 4)
+            status, body = await json_call("GET", f"{url}/echo/x")
+            # The descriptor set's Echo is routed too, but this server answers UNIMPLEMENTED.
+            assert (status, body["code"]) == (501, 12)
+            status, _ = await json_call("GET", f"{url}/shelves/s/books/b")
+            assert status == 502
+
+
+async def test_refresh_picks_up_a_redeployed_upstream(database_url: str, pool: Any) -> None:
+    from server.lifecycle import serving
+    from server.settings import Address
+    from tests.integration.servers import serve_settings
+
+    port = free_port()
+    with running_upstream(port=port) as first:
+        config = StandaloneConfig(upstream=first.target, port=0)
+        async with gateway_serving(config) as running:
+            url = f"http://127.0.0.1:{running.port}"
+            assert (await json_call("GET", f"{url}/v1/echo/x"))[0] == 200
+            assert (await json_call("GET", f"{url}/apis/v1alpha1/tasks"))[0] == 404
+            first.process.terminate()
+            first.process.wait(timeout=10)
+            from dataclasses import replace
+
+            settings = replace(
+                serve_settings(database_url), grpc_address=Address("127.0.0.1", port)
+            )
+            async with serving(settings):
+                running.request_refresh()
+                for _ in range(100):
+                    if (await json_call("GET", f"{url}/apis/v1alpha1/tasks"))[0] == 200:
+                        break
+                    await asyncio.sleep(0.1)
+                assert await json_call("GET", f"{url}/apis/v1alpha1/tasks") == (200, {})
+                assert (await json_call("GET", f"{url}/v1/echo/x"))[0] == 404

@@ -12,9 +12,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.options import GatewayOptions
-from gateway.standalone import StandaloneConfig, run_gateway
 from server.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_GRPC_ADDRESS,
@@ -26,6 +25,11 @@ from server.settings import (
     configure_logging,
 )
 
+if TYPE_CHECKING:
+    from gateway.standalone import StandaloneConfig
+
+# Imports of grpc wait until a command runs: grpc reads GRPC_ENABLE_FORK_SUPPORT when it is
+# first imported, and `taskgate --help` need not load it at all.
 ENV_PREFIX = "TASKGATE_"
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -161,6 +165,9 @@ def gateway_settings(args: argparse.Namespace) -> GatewaySettings:
 
 def standalone_config(settings: GatewaySettings) -> StandaloneConfig:
     """The gateway's own configuration, from the command line's settings (DECISIONS §5)."""
+    from gateway.options import GatewayOptions
+    from gateway.standalone import StandaloneConfig
+
     options = GatewayOptions.kfp() if settings.preset == "kfp" else GatewayOptions.generic()
     options = replace(
         options,
@@ -184,6 +191,9 @@ def standalone_config(settings: GatewaySettings) -> StandaloneConfig:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    # taskgate forks only to run pg_ctl (embedded PostgreSQL); grpc's fork handlers have nothing
+    # to do there and would log a warning at every shutdown. Read by grpc when a server starts.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     parser = build_parser(os.environ if env is None else env)
     args = parser.parse_args(argv)
     try:
@@ -199,6 +209,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return asyncio.run(run_serve(settings))
         gateway = gateway_settings(args)
         configure_logging(gateway.log_level)
+        from gateway.standalone import run_gateway
+
         return asyncio.run(run_gateway(standalone_config(gateway)))
     except SettingsError as error:
         parser.error(str(error))

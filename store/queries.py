@@ -77,12 +77,24 @@ def like_pattern(substring: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PageStatements:
-    """The two statements of one page, run in one snapshot, each with its own arguments."""
+    """The two queries of one page, each with its own arguments; `page_sql` runs both as one
+    statement (one round trip, one snapshot)."""
 
     rows_sql: str
     rows_args: tuple[object, ...]
     count_sql: str
     count_args: tuple[object, ...]
+    order_by: str
+
+    @property
+    def page_sql(self) -> str:
+        """The count joined with the rows: one row per task, each carrying `total_size`, or a
+        single row of NULL task columns when the page is empty. The rows query numbers its
+        parameters after the count's, so `rows_args` serves both."""
+        return (
+            f"SELECT page.*, total.total_size FROM ({self.count_sql}) AS total(total_size)"  # noqa: S608 - built from allow-lists
+            f" LEFT JOIN LATERAL ({self.rows_sql}) AS page ON true ORDER BY {self.order_by}"
+        )
 
 
 def task_page_statements(query: TaskQuery) -> PageStatements:
@@ -113,7 +125,8 @@ def task_page_statements(query: TaskQuery) -> PageStatements:
         f"SELECT {TASK_COLUMNS} FROM tasks{_where(clauses)}"  # noqa: S608 - fragments from allow-lists
         f" ORDER BY {ORDER_BY_SQL[query.sort, query.descending]} LIMIT ${len(args)}"
     )
-    return PageStatements(rows_sql, tuple(args), count_sql, count_args)
+    order_by = ORDER_BY_SQL[query.sort, query.descending]
+    return PageStatements(rows_sql, tuple(args), count_sql, count_args, order_by)
 
 
 def _where(clauses: list[str]) -> str:

@@ -97,16 +97,13 @@ class TaskStore:
         return _record_from_row(row)
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
-        """One page and the exact match count, read in one REPEATABLE READ snapshot."""
+        """One page and the exact match count, read by one statement (so in one snapshot, in
+        one round trip: no BEGIN/COMMIT)."""
         statements = queries.task_page_statements(query)
-        async with (
-            _translate_errors("list_tasks"),
-            self._pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            rows = await connection.fetch(statements.rows_sql, *statements.rows_args)
-            total_size = await connection.fetchval(statements.count_sql, *statements.count_args)
-        records = [_record_from_row(row) for row in rows]
+        async with _translate_errors("list_tasks"):
+            rows = await self._pool.fetch(statements.page_sql, *statements.rows_args)
+        total_size = rows[0]["total_size"] if rows else 0
+        records = [_record_from_row(row) for row in rows if row["id"] is not None]
         next_cursor = None
         if len(records) > query.limit:
             first_of_next = records[query.limit]

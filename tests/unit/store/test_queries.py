@@ -101,3 +101,17 @@ def test_order_by_covers_every_column_and_direction() -> None:
     assert len(ORDER_BY_SQL) == 2 * len(Column)
     assert ORDER_BY_SQL[Column.ID, True] == "id DESC"
     assert ORDER_BY_SQL[Column.RUN_ID, False] == "run_id ASC, id ASC"
+
+
+def test_page_sql_joins_the_count_with_the_rows_in_one_statement() -> None:
+    statements = task_page_statements(
+        TaskQuery(conditions=(Condition(Column.NAMESPACE, Op.EQ, "ns"),), limit=5)
+    )
+
+    assert statements.page_sql == (
+        "SELECT page.*, total.total_size FROM (SELECT count(*) FROM tasks WHERE namespace = $1)"
+        f" AS total(total_size) LEFT JOIN LATERAL (SELECT {COLUMNS} FROM tasks WHERE"
+        " namespace = $1 ORDER BY created_at ASC, id ASC LIMIT $2) AS page ON true"
+        " ORDER BY created_at ASC, id ASC"
+    )
+    assert statements.rows_args == ("ns", 6)

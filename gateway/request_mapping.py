@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from gateway.errors import TranscodeError
+from gateway.field_mask import body_paths, mask_field
 from gateway.field_paths import FieldDescriptor, descend, expected_value, parse_text
 from gateway.json_codec import load_json_body, parse_body_into
 from gateway.options import GatewayOptions
@@ -32,7 +33,7 @@ def build_request(
     """
     route = match.route
     request = route.request_class()
-    _apply_body(route, request, body, content_type, options)
+    document = _apply_body(route, request, body, content_type, options)
     for (variable, raw), (_, fields) in zip(match.captures, route.path_fields, strict=True):
         _apply_path_variable(route, request, variable, fields, raw, options)
     if query:
@@ -42,27 +43,46 @@ def build_request(
             strict=options.strict,
         )
         apply_query(request, parse_query_string(query), bindings)
+    if document is not None:
+        _fill_field_mask(route, request, document)
     return request
+
+
+def _fill_field_mask(route: Route, request: Message, document: Any) -> None:
+    """R34: a PATCH without a mask updates exactly the fields its body names."""
+    mask = mask_field(route.http_method, route.body_descriptor, request)
+    body = route.body_descriptor
+    if mask is None or body is None or body.message_type is None or request.HasField(mask.name):
+        return
+    bound = {
+        ".".join(f.name for f in fields[1:])
+        for _, fields in route.path_fields
+        if fields[0].name == body.name
+    }
+    getattr(request, mask.name).paths.extend(body_paths(document, body.message_type, bound))
 
 
 def _apply_body(
     route: Route, request: Message, body: bytes, content_type: str, options: GatewayOptions
-) -> None:
+) -> Any:
+    """Merge the body into the request; the decoded JSON (None for none or a raw body)."""
     if route.body_field is None:
-        return  # R33: a body on a route without one is ignored
+        return None  # R33: a body on a route without one is ignored
     if route.request_is_http_body:
         if body:  # R36: raw bytes and the request's Content-Type
             target = request if route.body_descriptor is None else _sub_message(request, route)
             setattr(target, "content_type", content_type)  # noqa: B010
             setattr(target, "data", body)  # noqa: B010
-        return
+        return None
+    document = load_json_body(body)
     parse_body_into(
-        load_json_body(body),
+        document,
         request,
         route.body_descriptor,
         ignore_unknown_fields=not options.strict,
         pool=route.pool,
     )
+    return document
 
 
 def _sub_message(request: Message, route: Route) -> Message:

@@ -56,8 +56,7 @@ class _Framing:
             return b"event: error\ndata: " + body + b"\n\n"
         if self.kind == "ndjson":
             return dump_json({"error": status_to_dict(status, "status", self.pool)}) + b"\n"
-        log.warning("HttpBody stream failed after its first chunk: %s", status.message)
-        return b""
+        return b""  # raw bytes have no place for an error: the caller cuts the stream short
 
 
 async def stream_response(
@@ -74,9 +73,14 @@ async def stream_response(
         response = web.StreamResponse(status=200, headers={"Content-Type": framing.content_type})
         await response.prepare(request)
         try:
-            await _relay(response, framing, first, iterator)
+            completed = await _relay(response, framing, first, iterator)
         except ConnectionResetError:
             log.debug("client went away during a stream of %s", route.rpc)
+            return response
+        if not completed and request.transport is not None:
+            # A raw HttpBody stream that failed midway: close the connection without the final
+            # chunk, so the client sees a truncated body rather than a complete-looking one.
+            request.transport.close()
         return response
     finally:
         await _close(iterator)
@@ -87,16 +91,24 @@ async def _relay(
     framing: _Framing,
     first: Message | None,
     iterator: AsyncIterator[Message],
-) -> None:
+) -> bool:
+    """Write every message; False when a raw stream failed midway (nowhere to say so)."""
     message = first
     while message is not None:
         await response.write(framing.message(message))
         try:
             message = await _next(iterator)
         except Exception as exc:  # the 200 status is sent: the error goes in-band
-            await response.write(framing.error(status_from_exception(exc)))
+            status = status_from_exception(exc)
+            if framing.kind == "raw":
+                log.warning(
+                    "HttpBody stream of %s failed midway: %s", framing.route.rpc, status.message
+                )
+                return False
+            await response.write(framing.error(status))
             break
     await response.write_eof()
+    return True
 
 
 async def _next(iterator: AsyncIterator[Message]) -> Message | None:

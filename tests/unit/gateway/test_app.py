@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import grpc
 import pytest
 from aiohttp.test_utils import TestClient
@@ -341,6 +342,17 @@ async def test_stream_http_body_chunks(aiohttp_client: ClientFactory) -> None:
     resp = await client.get("/v1/stream-files/x.csv")
     assert resp.headers["Content-Type"] == "text/csv"
     assert await resp.read() == b"a,b\n1,2\n"
+
+
+async def test_stream_http_body_failing_midway_is_cut_short(aiohttp_client: ClientFactory) -> None:
+    error = RpcStatusError.of(grpc.StatusCode.DATA_LOSS, "disk gone")
+    chunks = [httpbody_pb2.HttpBody(content_type="text/csv", data=b"a,b\n"), error]
+    invoker = FakeInvoker(stream_items={"/tgtest.Library/StreamFile": chunks})
+    client = await make_client(aiohttp_client, invoker)
+    resp = await client.get("/v1/stream-files/x.csv")
+    assert resp.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()  # no final chunk: the client can tell the body is incomplete
 
 
 @pytest.mark.parametrize(("healthy", "status"), [(True, 200), (False, 503)])

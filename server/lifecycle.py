@@ -25,7 +25,7 @@ from gateway.routing import RouteTable
 from server.grpc_server import create_grpc_server
 from server.local_invoker import LocalInvoker
 from server.pipeline import CallPipeline
-from server.reflection import enable_health, enable_reflection, enter_shutdown, set_serving
+from server.reflection import Health, enable_reflection
 from server.settings import Address, ServeSettings
 from server.task_service import SERVICE_NAME, TaskService
 from store.embedded import EmbeddedPostgres
@@ -89,23 +89,20 @@ async def serving(
         applied = await apply_migrations(pool)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        pipeline = CallPipeline(TaskService(TaskStore(pool)).methods())
+        store = TaskStore(pool)
+        pipeline = CallPipeline(TaskService(store).methods())
 
         server = create_grpc_server(pipeline, reuse_port=reuse_port)
-        health = await enable_health(server)
+        health = Health(server, [SERVICE_NAME])
+        await health.start()
         enable_reflection(server, [SERVICE_NAME])
         grpc_port = _bind_grpc(server, settings.grpc_address)
         await server.start()
         stack.push_async_callback(_stop_grpc, server, settings.grace_period)
 
-        serving_now = False
-
-        async def is_serving() -> bool:
-            return serving_now
-
         routes = RouteTable.from_services([task_pb2.DESCRIPTOR.services_by_name["TaskService"]])
         app = create_gateway_app(
-            routes, LocalInvoker(pipeline), GatewayOptions.kfp(), health=is_serving
+            routes, LocalInvoker(pipeline), GatewayOptions.kfp(), health=health.is_serving
         )
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=settings.grace_period
@@ -114,13 +111,36 @@ async def serving(
         stack.push_async_callback(runner.cleanup)
         http_port = await _bind_http(runner, settings.http_address, reuse_port)
 
-        await set_serving(health, [SERVICE_NAME])
-        serving_now = True
+        await health.set_serving()
+        watch = asyncio.create_task(_watch_database(store, health, settings.health_interval))
         try:
             yield RunningServer(grpc_port, http_port)
         finally:
-            serving_now = False
-            await enter_shutdown(health)
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            await health.shut_down()
+
+
+async def _watch_database(store: TaskStore, health: Health, interval: float) -> None:
+    """Readiness follows the database: NOT_SERVING while it cannot be reached, so a load
+    balancer or a kubelet takes this replica out until it can be again."""
+    serving = True
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            reachable = await store.ping()
+        except Exception:  # a bug here must not end the watch
+            log.exception("database health check failed")
+            reachable = False
+        if reachable != serving:
+            serving = reachable
+            if reachable:
+                log.info("the database is reachable again: SERVING")
+                await health.set_serving()
+            else:
+                log.warning("the database is unreachable: NOT_SERVING until it is back")
+                await health.set_not_serving()
 
 
 def _bind_grpc(server: grpc.aio.Server, address: Address) -> int:

@@ -47,20 +47,38 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     )
 
 
-async def enable_health(server: grpc.aio.Server) -> health.aio.HealthServicer:
-    """Serve grpc.health.v1.Health; NOT_SERVING until `set_serving` (DECISIONS §2: ready means
-    SERVING)."""
-    servicer = health.aio.HealthServicer()
-    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    return servicer
+class Health:
+    """grpc.health.v1.Health and `/healthz` from one state (DECISIONS §2: ready means SERVING).
 
+    NOT_SERVING until `set_serving`; `set_not_serving` while the database is unreachable;
+    `shut_down` is final (the process is stopping).
+    """
 
-async def set_serving(servicer: health.aio.HealthServicer, services: Iterable[str]) -> None:
-    for name in ("", *services):
-        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    def __init__(self, server: grpc.aio.Server, services: Iterable[str]) -> None:
+        self._servicer = health.aio.HealthServicer()
+        self._services = ("", *services)
+        self._serving = False
+        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
 
+    async def start(self) -> None:
+        await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
 
-async def enter_shutdown(servicer: health.aio.HealthServicer) -> None:
-    """Everything NOT_SERVING, for good: the process is stopping."""
-    await servicer.enter_graceful_shutdown()
+    async def set_serving(self) -> None:
+        await self._set(health_pb2.HealthCheckResponse.SERVING)
+        self._serving = True
+
+    async def set_not_serving(self) -> None:
+        self._serving = False
+        await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def shut_down(self) -> None:
+        self._serving = False
+        await self._servicer.enter_graceful_shutdown()
+
+    async def is_serving(self) -> bool:
+        """What the gRPC health service answers for the server as a whole."""
+        return self._serving
+
+    async def _set(self, status: int) -> None:
+        for name in self._services:
+            await self._servicer.set(name, status)

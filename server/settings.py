@@ -48,6 +48,8 @@ class ServeSettings:
     log_level: str = "INFO"
     #: Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     grace_period: float = 10.0
+    #: Seconds between database pings that drive readiness.
+    health_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:

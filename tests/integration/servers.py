@@ -44,6 +44,7 @@ def serve_settings(database_url: str) -> ServeSettings:
         http_address=Address("127.0.0.1", 0),
         database_url=database_url,
         grace_period=1.0,
+        health_interval=0.2,
     )
 
 

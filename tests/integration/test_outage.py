@@ -3,12 +3,14 @@ never INTERNAL or a traceback, and taskgate recovers by itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api import task_pb2, task_pb2_grpc
 from server.lifecycle import serving
@@ -55,9 +57,36 @@ async def _outage_and_recovery(home: Path) -> None:
                 == "List tasks failed.: the database is unavailable, try again later"
             )
 
+            # Readiness follows: both health endpoints say NOT_SERVING while it is away.
+            health = health_pb2_grpc.HealthStub(channel)
+            await wait_for_health(health, http, running.http_port, serving=False)
+
             database = EmbeddedPostgres(home / "pg")
             await database.start()
             page = await stub.ListTasks(task_pb2.ListTasksRequest())
             assert list(page.tasks) == [created]
+            await wait_for_health(health, http, running.http_port, serving=True)
     finally:
         await database.stop()
+
+
+async def wait_for_health(
+    health: health_pb2_grpc.HealthStub,
+    http: aiohttp.ClientSession,
+    http_port: int,
+    *,
+    serving: bool,
+) -> None:
+    wanted = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for _ in range(100):
+        reply = await health.Check(health_pb2.HealthCheckRequest())
+        async with http.get(f"http://127.0.0.1:{http_port}/healthz") as response:
+            rest_status = response.status
+        if reply.status == wanted and rest_status == (200 if serving else 503):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health did not become {'SERVING' if serving else 'NOT_SERVING'}")

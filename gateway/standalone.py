@@ -20,7 +20,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2
 
-from gateway.app import create_gateway_app
+from gateway.app import create_gateway_app, replace_routes
 from gateway.discovery import (
     DiscoveredServices,
     DiscoveryError,
@@ -28,6 +28,7 @@ from gateway.discovery import (
     load_descriptor_set,
 )
 from gateway.http_rules import RouteConfigError
+from gateway.http_server import start_http
 from gateway.options import GatewayOptions
 from gateway.routing import RouteTable
 from gateway.upstream import GrpcInvoker, open_upstream_channel
@@ -118,17 +119,13 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             health=upstream_healthy,
             descriptor_pool=discovered.pool,
         )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
         try:
-            await site.start()
+            port = await start_http(stack, app, config.host, config.port)
         except OSError as error:
             raise GatewayStartupError(
                 f"cannot listen on {config.host}:{config.port}: {error.strerror}"
             ) from None
-        running = RunningGateway(int(runner.addresses[-1][1]), routes)
+        running = RunningGateway(port, routes)
         refresher = asyncio.create_task(_refresh_forever(app, channel, config, running))
         stack.callback(refresher.cancel)
         yield running
@@ -163,8 +160,6 @@ async def _refresh_forever(
     config: StandaloneConfig,
     running: RunningGateway,
 ) -> None:
-    from gateway.app import replace_routes
-
     while True:
         await running.refresh_requested(config.refresh_interval)
         try:

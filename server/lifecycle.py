@@ -16,10 +16,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
-from aiohttp import web
 
 from api import task_pb2
 from gateway.app import create_gateway_app
+from gateway.http_server import start_http
 from gateway.options import GatewayOptions
 from gateway.routing import RouteTable
 from server.grpc_server import create_grpc_server
@@ -104,12 +104,19 @@ async def serving(
         app = create_gateway_app(
             routes, LocalInvoker(pipeline), GatewayOptions.kfp(), health=health.is_serving
         )
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=settings.grace_period
-        )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        http_port = await _bind_http(runner, settings.http_address, reuse_port)
+        try:
+            http_port = await start_http(
+                stack,
+                app,
+                settings.http_address.host,
+                settings.http_address.port,
+                reuse_port=reuse_port,
+                shutdown_timeout=settings.grace_period,
+            )
+        except OSError as error:
+            raise StartupError(
+                f"cannot listen for REST on {settings.http_address}: {error.strerror}"
+            ) from None
 
         await health.set_serving()
         watch = asyncio.create_task(_watch_database(store, health, settings.health_interval))
@@ -151,18 +158,6 @@ def _bind_grpc(server: grpc.aio.Server, address: Address) -> int:
     if port == 0 and address.port != 0:
         raise StartupError(f"cannot listen for gRPC on {address}: address in use or unavailable")
     return port
-
-
-async def _bind_http(runner: web.AppRunner, address: Address, reuse_port: bool) -> int:
-    site = web.TCPSite(
-        runner, address.host, address.port, reuse_address=True, reuse_port=reuse_port or None
-    )
-    try:
-        await site.start()
-    except OSError as error:
-        raise StartupError(f"cannot listen for REST on {address}: {error.strerror}") from None
-    bound = runner.addresses[-1]  # (host, port, ...) of the socket this site just bound
-    return int(bound[1])
 
 
 async def _stop_grpc(server: grpc.aio.Server, grace: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import quote
@@ -212,3 +213,22 @@ async def test_kubeflow_userid_header_is_accepted(taskgate: Taskgate) -> None:
         taskgate, json.dumps(TASK), **{"kubeflow-userid": "alice@example.com"}
     )
     assert status == 200
+
+
+async def test_long_query_strings_reach_the_service(taskgate: Taskgate) -> None:
+    """Go's net/http takes 1 MiB of request line; a 20 kB page token is the service's 400."""
+    status, error = await get(taskgate, "?page_token=" + "A" * 20_000)
+    assert status == 400
+    assert error["details"][0]["error_message"] == "Invalid page token."
+
+
+async def test_malformed_http_is_a_plain_400_without_a_traceback(
+    taskgate: Taskgate, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", taskgate.server.http_port)
+    writer.write(b"GET /apis/v1alpha1/tasks?" + b"A" * (2 * 1024 * 1024) + b" HTTP/1.1\r\n\r\n")
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"400"
+    assert not [r for r in caplog.records if r.exc_info]

@@ -10,6 +10,7 @@ The result is canonical (sorted), so the same filter re-sent with a page token c
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
@@ -108,7 +109,18 @@ def _parse_json(text: str) -> filter_pb2.Filter:
     try:
         return json_format.ParseDict(document, filter_pb2.Filter())
     except json_format.ParseError as error:
-        raise ValueError(str(error).splitlines()[0]) from None
+        raise ValueError(_plain(str(error))) from None
+
+
+_PARSE_PREFIX = re.compile(r"^(?:Failed to parse \w+ field: )+")
+
+
+def _plain(message: str) -> str:
+    """protobuf's message without its nesting prefixes, still naming the field."""
+    first = message.splitlines()[0]
+    fields = re.findall(r"Failed to parse (\w+) field: ", first)
+    rest = re.sub(r"\.{2,}", ".", _PARSE_PREFIX.sub("", first))
+    return f"{fields[-1]}: {rest}" if fields and " at " not in rest else rest
 
 
 def _parse_error(text: str, cause: ValueError) -> ServiceError:

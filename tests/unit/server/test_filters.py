@@ -196,3 +196,22 @@ def test_parse_errors_name_the_problem(text: str, fragment: str) -> None:
     assert caught.value.external.startswith("failed to parse valid filter from ")
     assert fragment in caught.value.external
     assert "Traceback" not in caught.value.external
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (
+            '{"predicates":[{"op":"EQUALS","key":"created_at","longValue":"99999999999999999999"}]}',
+            "longValue: Value out of range: 99999999999999999999.",
+        ),
+        (
+            '{"predicates":[{"op":"EQUALS","key":"id","foo":1}]}',
+            'Message type "api.Predicate" has no field named "foo" at "Filter.predicates[0]".',
+        ),
+    ],
+)
+def test_parse_error_causes_are_plain(text: str, cause: str) -> None:
+    with pytest.raises(ServiceError) as caught:
+        parse(text)
+    assert caught.value.external.endswith(f": {cause}")

@@ -146,8 +146,15 @@ def _match(routes: RouteTable, http_method: str, path: str) -> RouteMatch:
 
 
 async def _read_body(request: web.Request, match: RouteMatch, options: GatewayOptions) -> bytes:
-    if match.route.body_field is None or not request.body_exists:
-        return b""  # aiohttp drains an unread body itself
+    if not request.body_exists:
+        return b""
+    if match.route.body_field is None:
+        # R33: ignored (aiohttp drains it), except in strict mode, where it is an error.
+        if options.strict and await request.content.read(1):
+            raise TranscodeError.invalid(
+                f"{match.route.http_method} {match.route.template.text} takes no request body"
+            )
+        return b""
     length = request.content_length
     try:
         if length is not None and length > options.max_body_bytes:

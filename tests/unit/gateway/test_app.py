@@ -440,3 +440,21 @@ async def test_routes_from_a_separate_pool_serve_dynamic_messages(
     assert resp.status == 200
     assert await resp.read() == b'{"fInt64":"5","ts":"2020-01-01T00:00:00Z"}'
     assert type(invoker.calls[0].request) is not pb.Scalars
+
+
+@pytest.mark.parametrize(
+    ("options", "status"), [(GENERIC, 200), (GatewayOptions.generic(strict=True), 400)]
+)
+async def test_a_body_on_a_get_is_ignored_or_strictly_refused(
+    aiohttp_client: ClientFactory, options: GatewayOptions, status: int
+) -> None:
+    invoker = FakeInvoker(unary_outcomes={"/tgtest.Library/GetBook": book()})
+    client = await make_client(aiohttp_client, invoker, options)
+    resp = await client.get("/v1/shelves/s/books/b", data=b'{"title":"x"}')
+    assert resp.status == status
+    if status == 400:
+        body = json.loads(await resp.read())
+        assert body["message"] == "GET /v1/{name=shelves/*/books/*} takes no request body"
+        assert not invoker.calls
+    else:
+        assert len(invoker.calls) == 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection_pb2
@@ -170,8 +170,17 @@ def _build(
     added: set[str] = set()
     for name in sorted(by_name):
         _add_in_order(pool, by_name, name, added)
-    services = tuple(pool.FindServiceByName(n) for n in dict.fromkeys(names) if _is_served(n))
-    return DiscoveredServices(pool=pool, services=services)
+    services: list[descriptor.ServiceDescriptor] = []
+    for name in dict.fromkeys(names):
+        if not _is_served(name):
+            continue
+        try:
+            services.append(pool.FindServiceByName(name))
+        except KeyError:
+            raise DiscoveryError(
+                f"the upstream lists service {name} but none of its files defines it"
+            ) from None
+    return DiscoveredServices(pool=pool, services=tuple(services))
 
 
 def _add_in_order(

@@ -127,8 +127,14 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             ) from None
         running = RunningGateway(port, routes)
         refresher = asyncio.create_task(_refresh_forever(app, channel, config, running))
-        stack.callback(refresher.cancel)
+        stack.push_async_callback(_cancel, refresher)
         yield running
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _discover(channel: grpc.aio.Channel, config: StandaloneConfig) -> DiscoveredServices:
@@ -167,6 +173,9 @@ async def _refresh_forever(
             routes = _route_table(discovered, config.upstream)
         except GatewayStartupError as error:
             log.warning("refresh failed, keeping the current routes: %s", error)
+            continue
+        except Exception:  # a bug must not end refreshing for the life of the process
+            log.exception("refresh failed, keeping the current routes")
             continue
         replace_routes(
             app,

@@ -63,3 +63,14 @@ def internal(cause: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INTERNAL, f"InternalServerError: {cause}", "Internal Server Error"
     )
+
+
+#: How much of a caller's own text an error message repeats back. KFP repeats all of it, but
+#: gRPC carries the message in headers (grpc-message, and twice more in grpc-status-details-bin)
+#: that clients refuse past 16 KiB: a long sort_by or filter would break the gRPC door.
+ECHO_LIMIT = 512
+
+
+def echo(text: str) -> str:
+    """`text` for an error message: as it is, or its first ECHO_LIMIT characters and "…"."""
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"

@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 from google.protobuf import json_format
 
 from api import filter_pb2
-from server.errors import ServiceError, invalid_input
+from server.errors import ServiceError, echo, invalid_input
 from store.records import Column, Condition, Op
 
 Op_ = filter_pb2.Predicate.Op
@@ -102,6 +102,8 @@ def _parse_json(text: str) -> filter_pb2.Filter:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"invalid JSON at character {error.pos + 1}: {error.msg}") from None
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
     if document is None:
         return filter_pb2.Filter()
     if not isinstance(document, dict):
@@ -124,15 +126,17 @@ def _plain(message: str) -> str:
 
 
 def _parse_error(text: str, cause: ValueError) -> ServiceError:
-    quoted = json.dumps(text, ensure_ascii=False)
-    return invalid_input(f"failed to parse valid filter from {quoted}: {cause}")
+    quoted = json.dumps(echo(text), ensure_ascii=False)
+    return invalid_input(f"failed to parse valid filter from {quoted}: {echo(str(cause))}")
 
 
 def validate_filter(message: filter_pb2.Filter) -> Filter:
     """Check keys first (an unknown key wins over a bad predicate), then each predicate."""
     for predicate in message.predicates:
         if predicate.key not in FILTER_KEYS:
-            raise invalid_input(f'no support for filtering on unrecognized field "{predicate.key}"')
+            raise invalid_input(
+                f'no support for filtering on unrecognized field "{echo(predicate.key)}"'
+            )
     conditions = [_condition(p, FILTER_KEYS[p.key]) for p in message.predicates]
     return tuple(sorted(conditions, key=_sort_key))
 

@@ -90,6 +90,10 @@ async def serving(
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         store = TaskStore(pool)
+        # Read (or create) the page-token key now, while the database is known to be up, so that
+        # ListTasks validates before it ever needs the database (KFP's error order holds even
+        # during an outage).
+        await store.token_key()
         pipeline = CallPipeline(TaskService(store).methods())
 
         server = create_grpc_server(pipeline, reuse_port=reuse_port)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from api import resource_reference_pb2, task_pb2
-from server.errors import ServiceError, invalid_input, invalid_input_with_details
+from server.errors import ServiceError, echo, invalid_input, invalid_input_with_details
 from server.filters import Filter, parse_filter_message, validate_filter
 from server.page_tokens import PageToken, PageTokenError, decode_page_token
 from store.records import Column, Condition, Cursor, Op, TaskQuery
@@ -123,12 +123,12 @@ def parse_sort_by(sort_by: str) -> tuple[Column, bool]:
     words = sort_by.lower().split()
     if not 1 <= len(words) <= 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
         raise invalid_input(
-            f'Received invalid sort by format "{sort_by}". Supported format: "field_name", '
+            f'Received invalid sort by format "{echo(sort_by)}". Supported format: "field_name", '
             '"field_name desc", or "field_name asc"'
         )
     column = SORT_FIELDS.get(words[0])
     if column is None:
-        raise invalid_input(f'Invalid sorting field: "{words[0]}" on listable type Task')
+        raise invalid_input(f'Invalid sorting field: "{echo(words[0])}" on listable type Task')
     return column, len(words) == 2 and words[1] == "desc"
 
 

@@ -70,6 +70,9 @@ class CallPipeline:
         except CallError as failure:
             code = failure.code
             raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the caller went away
+            raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.debug("%s %s %.1fms", context.method, code.name, elapsed_ms)

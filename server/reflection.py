@@ -1,8 +1,9 @@
 """Server reflection v1 and v1alpha, and the gRPC health service.
 
 grpcio-reflection ships only v1alpha. The v1 protocol has the same messages under another
-package, so the v1 service is the v1alpha servicer behind the v1 name, with the v1 file added to
-the default pool (built from the v1alpha descriptor) so that reflection can describe itself.
+package, so the v1 service is the v1alpha servicer behind the v1 name, and a v1 file (the v1alpha
+descriptor with its package and type names rewritten) is added to the default pool so that
+reflection can describe the v1 service too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,19 @@ def _add_v1_descriptor() -> None:
         proto.name = V1_FILE
         proto.package = "grpc.reflection.v1"
         proto.options.Clear()
+        for message in proto.message_type:
+            for field in message.field:
+                if field.HasField("type_name"):
+                    field.type_name = _to_v1(field.type_name)
+        for service in proto.service:
+            for method in service.method:
+                method.input_type = _to_v1(method.input_type)
+                method.output_type = _to_v1(method.output_type)
         pool.Add(proto)
+
+
+def _to_v1(type_name: str) -> str:
+    return type_name.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.", 1)
 
 
 def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:

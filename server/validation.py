@@ -10,7 +10,7 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 
 from api import task_pb2
-from server.errors import ServiceError, invalid_input
+from server.errors import ServiceError, echo, invalid_input
 from store.records import NewTask
 
 #: KFP stores every string in a varchar(255) column.
@@ -67,12 +67,12 @@ def _check_namespaced_pipeline_name(pipeline_name: str, namespace: str) -> None:
     if len(parts) != 4:
         raise invalid_input(
             "invalid PipelineName for namespaced pipelines, need to follow "
-            f"'namespace/${{namespace}}/pipeline/${{pipelineName}}': {pipeline_name}"
+            f"'namespace/${{namespace}}/pipeline/${{pipelineName}}': {echo(pipeline_name)}"
         )
     if namespace and parts[1] != namespace:
         raise invalid_input(
-            f"the namespace {parts[1]} extracted from pipelineName is not equal to the "
-            f"namespace {namespace} in task"
+            f"the namespace {echo(parts[1])} extracted from pipelineName is not equal to the "
+            f"namespace {echo(namespace)} in task"
         )
 
 

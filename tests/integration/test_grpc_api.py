@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -129,6 +131,25 @@ async def test_driver_cache_lookup_picks_newest_then_largest_id(taskgate: Taskga
     assert hit.next_page_token
 
 
+SORT_KEYS: dict[str, Callable[[task_pb2.Task], Any]] = {
+    "created_at": lambda t: t.created_at.seconds,
+    "finished_at": lambda t: t.finished_at.seconds,
+    "id": lambda t: t.id,
+    "pipelinename": lambda t: t.pipelineName,
+    "runid": lambda t: t.runId,
+    "mlmdexecutionid": lambda t: t.mlmdExecutionID,
+    "fingerprint": lambda t: t.fingerprint,
+    "namespace": lambda t: t.namespace,
+}
+
+
+def expected_order(tasks: list[task_pb2.Task], sort_by: str) -> list[task_pb2.Task]:
+    """KFP's order: the sort field, then the id, both in the sort direction (byte order)."""
+    name, _, direction = sort_by.lower().partition(" ")
+    key = SORT_KEYS[name]
+    return sorted(tasks, key=lambda t: (key(t), t.id), reverse=direction == "desc")
+
+
 @pytest.mark.parametrize(
     "sort_by",
     [
@@ -174,8 +195,7 @@ async def test_paging_by_every_sort_field_loses_and_repeats_nothing(
         if not token:
             break
     assert pages == 5
-    assert sorted(seen) == sorted(t.id for t in created)
-    assert len(set(seen)) == 45
+    assert seen == [t.id for t in expected_order(created, sort_by)]
 
 
 @pytest.mark.parametrize(
@@ -314,3 +334,23 @@ async def test_page_size_defaults_and_clamps(taskgate: Taskgate) -> None:
     page = await list_tasks(taskgate, page_size=1000)
     assert len(page.tasks) == 200
     assert page.total_size == 205
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"sort_by": "x " * 20_000},
+        {"filter": "[" * 50_000},
+        {"filter": '{"predicates":[{"op":"EQUALS","key":"' + "k" * 40_000 + '"}]}'},
+    ],
+    ids=["long sort_by", "deep filter", "long filter key"],
+)
+async def test_huge_inputs_are_invalid_argument_not_broken_calls(
+    taskgate: Taskgate, fields: dict[str, object]
+) -> None:
+    error = await rpc_error(list_tasks(taskgate, **fields))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(error.details() or "") < 1_200
+    long_name = new_task(pipelineName="namespace/" + "n" * 30_000)
+    error = await rpc_error(taskgate.stub.CreateTask(task_pb2.CreateTaskRequest(task=long_name)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

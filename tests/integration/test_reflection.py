@@ -104,6 +104,12 @@ async def test_grpcurl_list_describe_and_call(taskgate: Taskgate) -> None:
     assert '"/apis/v1alpha1/tasks"' in described  # the google.api.http option is describable
     message = await grpcurl(target, "describe", "api.Task")
     assert "string pipelineName = 3;" in message
+    for reflection in (
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ):
+        described = await grpcurl(target, "describe", reflection)
+        assert "rpc ServerReflectionInfo" in described
     task = {
         "pipelineName": "pipeline/g",
         "runId": "r",

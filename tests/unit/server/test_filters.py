@@ -215,3 +215,16 @@ def test_parse_error_causes_are_plain(text: str, cause: str) -> None:
     with pytest.raises(ServiceError) as caught:
         parse(text)
     assert caught.value.external.endswith(f": {cause}")
+
+
+def test_deeply_nested_json_is_a_parse_error() -> None:
+    with pytest.raises(ServiceError) as caught:
+        parse("[" * 50_000)
+    assert caught.value.external.endswith(": the JSON is nested too deeply")
+
+
+def test_long_values_are_echoed_only_in_part() -> None:
+    with pytest.raises(ServiceError) as caught:
+        parse("x" * 100_000)
+    assert len(caught.value.chain) < 1_200
+    assert "…" in caught.value.external

@@ -232,3 +232,13 @@ async def test_malformed_http_is_a_plain_400_without_a_traceback(
     writer.close()
     assert status_line.split()[1] == b"400"
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_grpc_timeout_header_is_the_deadline(taskgate: Taskgate) -> None:
+    async with taskgate.http.get(taskgate.tasks_url, headers={"Grpc-Timeout": "1n"}) as response:
+        assert response.status == 504
+        body = json.loads(await response.read())
+    assert body["code"] == 4
+    async with taskgate.http.get(taskgate.tasks_url, headers={"Grpc-Timeout": "soon"}) as response:
+        assert response.status == 400
+        assert "Grpc-Timeout" in json.loads(await response.read())["message"]

@@ -8,24 +8,25 @@ Recursion stops at repeated, map and well-known-type fields; path-bound fields a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
+from gateway.field_paths import FieldDescriptor, is_plain_message
+
 FIELD_MASK = "google.protobuf.FieldMask"
-_MESSAGE = descriptor.FieldDescriptor.TYPE_MESSAGE
 
 
 def mask_field(
-    http_method: str, body_field: descriptor.FieldDescriptor | None, request: Message
-) -> descriptor.FieldDescriptor | None:
+    http_method: str, body_field: FieldDescriptor | None, request: Message
+) -> FieldDescriptor | None:
     """The FieldMask field to fill for this route, or None when R34 does not apply."""
     if http_method != "PATCH" or body_field is None:
         return None
-    fields = cast(list[descriptor.FieldDescriptor], request.DESCRIPTOR.fields)
-    masks = [f for f in fields if _message_name(f) == FIELD_MASK and not _is_repeated(f)]
+    fields = cast(Sequence[FieldDescriptor], request.DESCRIPTOR.fields)
+    masks = [f for f in fields if _is_field_mask(f) and not f.is_repeated]
     return masks[0] if len(masks) == 1 else None
 
 
@@ -36,8 +37,7 @@ def body_paths(
     ["author.name", "title"]. Keys may be proto or JSON names; unknown keys are skipped."""
     if not isinstance(document, dict):
         return []
-    paths = [p for p in _paths(document, message, "") if p not in excluded]
-    return sorted(paths)
+    return sorted(p for p in _paths(document, message, "") if p not in excluded)
 
 
 def _paths(document: dict[str, Any], message: descriptor.Descriptor, prefix: str) -> list[str]:
@@ -49,24 +49,13 @@ def _paths(document: dict[str, Any], message: descriptor.Descriptor, prefix: str
         if field is None:
             continue
         path = prefix + field.name
-        if _is_plain_message(field) and isinstance(value, dict):
-            nested = _paths(value, cast(descriptor.Descriptor, field.message_type), path + ".")
-            found += nested or [path]
+        if is_plain_message(field) and isinstance(value, dict):
+            nested = cast(descriptor.Descriptor, field.message_type)
+            found += _paths(value, nested, path + ".") or [path]
         else:
             found.append(path)
     return found
 
 
-def _message_name(field: descriptor.FieldDescriptor) -> str | None:
-    message = field.message_type if field.type == _MESSAGE else None
-    return None if message is None else str(message.full_name)
-
-
-def _is_plain_message(field: descriptor.FieldDescriptor) -> bool:
-    """A singular message (maps are repeated) that is not a well-known type."""
-    name = _message_name(field)
-    return name is not None and not _is_repeated(field) and not name.startswith("google.protobuf.")
-
-
-def _is_repeated(field: descriptor.FieldDescriptor) -> bool:
-    return bool(field.is_repeated)
+def _is_field_mask(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.full_name == FIELD_MASK

@@ -94,12 +94,18 @@ def resolve_field_path(
     return tuple(fields)
 
 
-def proto_path(fields: Sequence[FieldDescriptor]) -> str:
-    return ".".join(f.name for f in fields)
-
-
 def is_repeated(field: FieldDescriptor) -> bool:
     return field.is_repeated
+
+
+def is_plain_message(field: FieldDescriptor) -> bool:
+    """A singular message field (maps are repeated) that is not a google.protobuf type."""
+    message = field.message_type
+    return (
+        message is not None
+        and not field.is_repeated
+        and not message.full_name.startswith("google.protobuf.")
+    )
 
 
 def is_map(field: FieldDescriptor) -> bool:

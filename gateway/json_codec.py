@@ -15,7 +15,13 @@ from google.protobuf import descriptor, descriptor_pool, json_format
 from google.protobuf.message import Message
 
 from gateway.errors import TranscodeError
-from gateway.field_paths import FieldDescriptor, expected_value, find_field, is_map
+from gateway.field_paths import (
+    FieldDescriptor,
+    expected_value,
+    find_field,
+    is_map,
+    is_plain_message,
+)
 from gateway.options import GatewayOptions
 
 JSON_CONTENT_TYPE = "application/json"
@@ -82,7 +88,7 @@ def parse_body_into(
     root = cast(descriptor.Descriptor, request.DESCRIPTOR)
     # Unknown keys are dropped here rather than by json_format, whose ignore_unknown_fields
     # would also accept unknown enum names (Go's DiscardUnknown does not).
-    hidden = 1 if body_field is not None and _is_plain_message(body_field) else 0
+    hidden = 1 if body_field is not None and is_plain_message(body_field) else 0
     _drop_unknown_fields(document, root, [], hidden, strict=not ignore_unknown_fields)
     try:
         json_format.ParseDict(document, request, descriptor_pool=pool)
@@ -133,7 +139,7 @@ def _nested_messages(
 
 
 def _check_top_level(field: FieldDescriptor, value: Any) -> None:
-    if is_map(field) or _is_plain_message(field):
+    if is_map(field) or is_plain_message(field):
         expected, ok = "a JSON object", isinstance(value, dict)
     elif field.is_repeated:
         expected, ok = "a JSON array", isinstance(value, list)
@@ -141,15 +147,6 @@ def _check_top_level(field: FieldDescriptor, value: Any) -> None:
         return  # scalars and well-known types: json_format checks the value
     if not ok:
         raise TranscodeError.invalid(f"the request body must be {expected}")
-
-
-def _is_plain_message(field: FieldDescriptor) -> bool:
-    message = field.message_type
-    return (
-        message is not None
-        and not field.is_repeated
-        and not message.full_name.startswith(_WKT_PREFIX)
-    )
 
 
 def _describe_parse_error(
@@ -160,7 +157,7 @@ def _describe_parse_error(
         names.append(found.group(1))
         text = text[found.end() :]
     field = _walk(root, names)
-    shown = names[1:] if body_field is not None and _is_plain_message(body_field) else names
+    shown = names[1:] if body_field is not None and is_plain_message(body_field) else names
     if unknown := _UNKNOWN_FIELD.search(text):
         return f'unknown field "{".".join([*shown, unknown.group(1)])}" in the request body'
     if oneof := _ONEOF_TWICE.search(text):

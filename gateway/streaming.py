@@ -51,12 +51,11 @@ class _Framing:
         return b'{"result":' + body + b"}\n"
 
     def error(self, status: RpcStatus) -> bytes:
+        """The in-band error of an NDJSON or SSE stream (a raw stream is cut short instead)."""
         body = dump_json(status_to_dict(status, "status", self.pool))
         if self.kind == "sse":
             return b"event: error\ndata: " + body + b"\n\n"
-        if self.kind == "ndjson":
-            return dump_json({"error": status_to_dict(status, "status", self.pool)}) + b"\n"
-        return b""  # raw bytes have no place for an error: the caller cuts the stream short
+        return b'{"error":' + body + b"}\n"
 
 
 async def stream_response(

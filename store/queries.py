@@ -140,5 +140,5 @@ def _condition_sql(condition: Condition, number: int) -> tuple[str, object]:
         # = ANY(array): one parameter whatever the length; an empty array matches nothing.
         return f"{column} = ANY(${number})", list(value)
     if condition.op is Op.SUBSTRING and isinstance(value, str):
-        return f"{column} LIKE ${number} ESCAPE '\\'", like_pattern(value)
+        return f"{column} LIKE ${number} ESCAPE E'\\\\'", like_pattern(value)
     return f"{column} {COMPARISON_SQL[condition.op]} ${number}", value

@@ -416,17 +416,21 @@ def plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
 
 
 async def explain(pool: asyncpg.Pool, query: TaskQuery) -> list[dict[str, object]]:
-    """The rows statement's plan, with sequential scans and sorts priced out so the planner
-    shows whether an index CAN deliver the page in order (DECISIONS #15)."""
+    """The plan of the statement list_tasks runs, below its final ORDER BY (which only re-sorts
+    the page's limit+1 rows), with sequential scans and sorts priced out so the planner shows
+    whether an index CAN deliver the page in order (DECISIONS #15)."""
     statements = task_page_statements(query)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL enable_seqscan = off")
         await connection.execute("SET LOCAL enable_sort = off")
         await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         result = await connection.fetchval(
-            f"EXPLAIN (FORMAT JSON) {statements.rows_sql}", *statements.rows_args
+            f"EXPLAIN (FORMAT JSON) {statements.page_sql}", *statements.rows_args
         )
-    return plan_nodes(json.loads(result)[0]["Plan"])
+    root = json.loads(result)[0]["Plan"]
+    assert root["Node Type"] == "Sort"  # the outer ORDER BY over at most limit+1 rows
+    (join,) = root["Plans"]
+    return plan_nodes(join)
 
 
 @pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])

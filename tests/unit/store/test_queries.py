@@ -67,7 +67,7 @@ def test_keyset_on_id_alone() -> None:
         (Condition(Column.CREATED_AT, Op.IN, ()), "created_at = ANY($1)", []),
         (
             Condition(Column.FINGERPRINT, Op.SUBSTRING, "5%_a"),
-            "fingerprint LIKE $1 ESCAPE '\\'",
+            "fingerprint LIKE $1 ESCAPE E'\\\\'",
             "%5\\%\\_a%",
         ),
     ],

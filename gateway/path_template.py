@@ -72,11 +72,6 @@ class PathTemplate:
     variables: tuple[Variable, ...]
     verb: str | None
 
-    @property
-    def match_key(self) -> tuple[tuple[tuple[SegmentKind, str], ...], str | None]:
-        """What routing sees: two templates with equal keys match the same paths."""
-        return tuple((s.kind, s.literal) for s in self.segments), self.verb
-
 
 def parse_path_template(text: str) -> PathTemplate:
     """Parse `text`, or raise `TemplateSyntaxError` naming what is wrong."""

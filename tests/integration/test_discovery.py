@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -142,7 +141,6 @@ async def test_dependencies_are_fetched_by_name_and_omitted_ones_come_from_the_d
     assert found.pool.FindMessageTypeByName("google.protobuf.Struct").name == "Struct"
 
 
-@pytest.mark.skipif(shutil.which("grpcurl") is None, reason="grpcurl is not on PATH")
 def test_grpcurl_lists_and_calls_the_test_upstream(upstream: UpstreamProcess) -> None:
     def grpcurl(*args: str) -> str:
         command = ["grpcurl", "-plaintext", *args]

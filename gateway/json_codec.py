@@ -14,6 +14,7 @@ from typing import Any, cast
 from google.protobuf import descriptor, descriptor_pool, json_format
 from google.protobuf.message import Message
 
+from gateway import json_fast
 from gateway.errors import TranscodeError
 from gateway.field_paths import (
     FieldDescriptor,
@@ -196,6 +197,10 @@ def message_to_value(
     message: Message, options: GatewayOptions, pool: descriptor_pool.DescriptorPool | None = None
 ) -> Any:
     """`message` as a JSON value (a dict, or a string etc. for well-known types)."""
+    if not options.emit_unpopulated:
+        fast = json_fast.to_value(message, options.use_proto_field_names)
+        if fast is not None:
+            return fast
     return json_format.MessageToDict(
         message,
         preserving_proto_field_name=options.use_proto_field_names,

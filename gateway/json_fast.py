@@ -1,0 +1,130 @@
+"""A faster ProtoJSON writer for the common case, byte-identical to json_format's.
+
+json_format.MessageToDict walks every field in Python and asks the descriptor about each one,
+for every message. This writer asks protobuf only for the fields that are set (`ListFields`, in
+C) and converts them with a plan compiled once per message type. It covers what list and get
+responses are made of: strings, bools, integers, enums, bytes, nested messages, repeated fields
+and maps of those, and google.protobuf.* values (delegated to json_format, one field at a time).
+Anything else (float and double fields, Any, proto2 extensions, unpopulated output) makes
+`to_value` return None, and the caller uses json_format for the whole message.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import descriptor, json_format
+from google.protobuf.message import Message
+
+FD = descriptor.FieldDescriptor
+Convert = Callable[[Any], Any]
+
+_INT64 = frozenset({FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED64,
+                    FD.TYPE_SFIXED64})  # fmt: skip
+_PLAIN = frozenset({FD.TYPE_STRING, FD.TYPE_BOOL, FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_SINT32,
+                    FD.TYPE_FIXED32, FD.TYPE_SFIXED32})  # fmt: skip
+_UNSUPPORTED = object()
+#: (message full name, use proto names) -> its plan, or _UNSUPPORTED.
+_plans: dict[tuple[str, bool], Any] = {}
+
+
+def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
+    """`message` as json_format.MessageToDict would give it (unpopulated fields omitted), or
+    None when this writer does not cover its type."""
+    message_type: descriptor.Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb's twin
+    if message_type.full_name.startswith("google.protobuf."):
+        return None  # a well-known type is a string, a list...: json_format knows each one
+    plan = _plan(message_type, use_proto_field_names)
+    if plan is _UNSUPPORTED:
+        return None
+    return _write(message, plan)
+
+
+def _write(message: Message, plan: dict[str, tuple[str, Convert]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        key, convert = plan[field.full_name]
+        out[key] = convert(value)
+    return out
+
+
+def _plan(message: descriptor.Descriptor, proto_names: bool) -> Any:
+    cache_key = (message.full_name, proto_names)
+    if cache_key not in _plans:
+        _plans[cache_key] = _UNSUPPORTED  # a recursive type is planned once, below
+        plan: Any
+        try:
+            plan = {
+                f.full_name: (f.name if proto_names else f.json_name, _converter(f, proto_names))
+                for f in message.fields
+            }
+        except _UnsupportedError:
+            plan = _UNSUPPORTED
+        _plans[cache_key] = plan
+    return _plans[cache_key]
+
+
+class _UnsupportedError(Exception):
+    pass
+
+
+def _converter(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        key = _scalar(field.message_type.fields_by_name["key"])
+        value = _single(field.message_type.fields_by_name["value"], proto_names)
+        return lambda entries: {_map_key(key(k)): value(v) for k, v in entries.items()}
+    single = _single(field, proto_names)
+    if field.is_repeated:
+        return lambda items: [single(item) for item in items]
+    return single
+
+
+def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
+    message = field.message_type
+    if message is None:
+        return _scalar(field)
+    if message.full_name in _TO_JSON_STRING:
+        return _to_json_string  # what json_format itself calls for these
+    if message.full_name.startswith("google.protobuf."):
+        if message.full_name == "google.protobuf.Any":
+            raise _UnsupportedError
+        return json_format.MessageToDict  # a well-known type's own JSON form
+    if message.full_name == getattr(field.containing_type, "full_name", None):
+        raise _UnsupportedError  # keep recursion out of the fast path
+    plan = _plan(message, proto_names)
+    if plan is _UNSUPPORTED:
+        raise _UnsupportedError
+    return lambda sub: _write(sub, plan)
+
+
+def _scalar(field: descriptor.FieldDescriptor) -> Convert:
+    if field.type in _PLAIN:
+        return _same
+    if field.type in _INT64:
+        return str
+    if field.type == FD.TYPE_BYTES:
+        return lambda data: base64.b64encode(data).decode("ascii")
+    if field.type == FD.TYPE_ENUM and field.enum_type is not None:
+        names = {v.number: v.name for v in field.enum_type.values}
+        return lambda number: names.get(number, number)
+    raise _UnsupportedError  # float, double (NaN, Infinity, float32 rounding), groups
+
+
+_TO_JSON_STRING = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration"})
+
+
+def _to_json_string(message: Any) -> str:
+    text: str = message.ToJsonString()
+    return text
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _map_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)

@@ -171,6 +171,7 @@ def without_id(body: Any) -> Any:
     return {k: v for k, v in body.items() if k != "id"} if isinstance(body, dict) else body
 
 
+@pytest.mark.timeout(900)  # on a fresh machine the fixture first builds the peer (apt-get, go)
 async def test_rest_answers_match_grpc_gateway(taskgate: Taskgate, peer_url: str) -> None:
     for i in range(3):
         await taskgate.stub.CreateTask(

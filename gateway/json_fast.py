@@ -26,8 +26,11 @@ _INT64 = frozenset({FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED
 _PLAIN = frozenset({FD.TYPE_STRING, FD.TYPE_BOOL, FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_SINT32,
                     FD.TYPE_FIXED32, FD.TYPE_SFIXED32})  # fmt: skip
 _UNSUPPORTED = object()
-#: (message full name, use proto names) -> its plan, or _UNSUPPORTED.
-_plans: dict[tuple[str, bool], Any] = {}
+#: (message descriptor, use proto names) -> its plan, or _UNSUPPORTED. Keyed by the descriptor,
+#: not its name: `taskgate gateway` may load a redeployed upstream's changed message under the
+#: same name. Descriptors take no weak references, so the cache is simply emptied when large.
+_plans: dict[tuple[descriptor.Descriptor, bool], Any] = {}
+MAX_PLANS = 2048
 
 
 def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
@@ -36,6 +39,8 @@ def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
     message_type: descriptor.Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb's twin
     if message_type.full_name.startswith("google.protobuf."):
         return None  # a well-known type is a string, a list...: json_format knows each one
+    if len(_plans) > MAX_PLANS:
+        _plans.clear()  # old pools' types; never mid-plan, where placeholders guard recursion
     plan = _plan(message_type, use_proto_field_names)
     if plan is _UNSUPPORTED:
         return None
@@ -51,7 +56,7 @@ def _write(message: Message, plan: dict[str, tuple[str, Convert]]) -> dict[str, 
 
 
 def _plan(message: descriptor.Descriptor, proto_names: bool) -> Any:
-    cache_key = (message.full_name, proto_names)
+    cache_key = (message, proto_names)
     if cache_key not in _plans:
         _plans[cache_key] = _UNSUPPORTED  # a recursive type is planned once, below
         plan: Any

@@ -109,3 +109,22 @@ def test_same_output_as_json_format(message: Message, proto_names: bool) -> None
 )
 def test_declines_what_it_does_not_cover(message: Message) -> None:
     assert to_value(message, True) is None
+
+
+def same_name_message(field_name: str) -> Message:
+    """fasttest2.Thing with one string field, in a pool of its own (a redeployed upstream)."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="thing.proto", package="fasttest2", syntax="proto3"
+    )
+    message = file.message_type.add(name="Thing")
+    message.field.add(name=field_name, number=1, type=FD.TYPE_STRING, label=FD.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    thing = message_factory.GetMessageClass(pool.FindMessageTypeByName("fasttest2.Thing"))()
+    setattr(thing, field_name, "v")
+    return thing
+
+
+def test_a_changed_type_under_the_same_name_gets_its_own_plan() -> None:
+    assert to_value(same_name_message("old_name"), True) == {"old_name": "v"}
+    assert to_value(same_name_message("new_name"), True) == {"new_name": "v"}

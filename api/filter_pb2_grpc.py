@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from api import filter_pb2 as api_dot_filter__pb2
+from taskgate.api import filter_pb2 as api_dot_filter__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in api/filter_pb2_grpc.py depends on'
+        + f' but the generated code in api/filter_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class DummyFilterServiceStub:
+class DummyFilterServiceStub(object):
     """This dummy service is required so that grpc-gateway will generate Swagger
     definitions for the Filter message. Otherwise, it is always missing.
     """
@@ -43,7 +43,7 @@ class DummyFilterServiceStub:
                 _registered_method=True)
 
 
-class DummyFilterServiceServicer:
+class DummyFilterServiceServicer(object):
     """This dummy service is required so that grpc-gateway will generate Swagger
     definitions for the Filter message. Otherwise, it is always missing.
     """
@@ -70,7 +70,7 @@ def add_DummyFilterServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class DummyFilterService:
+class DummyFilterService(object):
     """This dummy service is required so that grpc-gateway will generate Swagger
     definitions for the Filter message. Otherwise, it is always missing.
     """

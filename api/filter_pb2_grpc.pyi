@@ -20,7 +20,7 @@ same names and numbers, including the unused Op value 4 and the field
 numbers 2 and 3 of StringValues and LongValues.
 """
 
-from api import filter_pb2 as _filter_pb2
+from taskgate.api import filter_pb2 as _filter_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
 import abc as _abc_1

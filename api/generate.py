@@ -1,16 +1,24 @@
 """Generate the committed Python code, and check that it has not drifted.
 
-    python -m api.generate           # regenerate api/ and tests/protos/
-    python -m api.generate --check   # regenerate into a temporary folder; fail on any difference
+    .ci/codegen.sh           # regenerate api/ and tests/protos/ with the pinned generators
+    .ci/codegen.sh --check   # regenerate into a temporary folder; fail on any difference
 
-google/api/*.proto come from the googleapis-common-protos wheel and the well-known types from
-grpcio-tools; neither is copied into this repository.
+(`.ci/codegen.sh` runs `python -m taskgate.api.generate` in a virtual environment holding the
+generator versions of requirements/codegen.txt.) The generators are pinned to protoc 6.31.1
+(grpcio-tools 1.75.1): protobuf refuses gencode newer than its runtime, so the code is generated
+for the oldest runtime taskgate supports and loads on every newer one.
+
+The .proto files keep their import names (`api/task.proto`: what reflection clients see), so
+protoc writes `from api import ...`; those imports are rewritten to the installed package,
+`taskgate.api`. google/api/*.proto come from the googleapis-common-protos wheel and the
+well-known types from grpcio-tools; neither is copied into this repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Folders whose .proto files are compiled, relative to ROOT.
 PROTO_DIRS = ("api", "tests/protos")
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+#: `from api import x_pb2` as protoc writes it (proto import names are relative to ROOT).
+_PROTO_PACKAGE_IMPORT = re.compile(r"^from api import ", re.MULTILINE)
 
 
 def _include_dirs() -> list[Path]:
@@ -59,6 +69,9 @@ def generate(out: Path) -> None:
     args += proto_files()
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed; see the messages above")
+    for name in generated_files(out):
+        path = out / name
+        path.write_text(_PROTO_PACKAGE_IMPORT.sub("from taskgate.api import ", path.read_text()))
 
 
 def check() -> list[str]:
@@ -79,7 +92,7 @@ def check() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m api.generate", description=__doc__.splitlines()[0]
+        prog="python -m taskgate.api.generate", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
     options = parser.parse_args(argv)
@@ -89,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     drift = check()
     if drift:
-        print("generated code is out of date; run `python -m api.generate`:", file=sys.stderr)
+        print("generated code is out of date; run `.ci/codegen.sh`:", file=sys.stderr)
         for name in drift:
             print(f"  {name}", file=sys.stderr)
         return 1

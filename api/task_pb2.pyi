@@ -20,7 +20,7 @@ same package, message and field names and numbers. The only addition is
 the CreateTaskV1/ListTasksV1 aliases that KFP 2.x clients call.
 """
 
-from api import resource_reference_pb2 as _resource_reference_pb2
+from taskgate.api import resource_reference_pb2 as _resource_reference_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

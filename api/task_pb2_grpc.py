@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from api import task_pb2 as api_dot_task__pb2
+from taskgate.api import task_pb2 as api_dot_task__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in api/task_pb2_grpc.py depends on'
+        + f' but the generated code in api/task_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class TaskServiceStub:
+class TaskServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -56,7 +56,7 @@ class TaskServiceStub:
                 _registered_method=True)
 
 
-class TaskServiceServicer:
+class TaskServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def CreateTask(self, request, context):
@@ -119,7 +119,7 @@ def add_TaskServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class TaskService:
+class TaskService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

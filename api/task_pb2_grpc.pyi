@@ -20,7 +20,7 @@ same package, message and field names and numbers. The only addition is
 the CreateTaskV1/ListTasksV1 aliases that KFP 2.x clients call.
 """
 
-from api import task_pb2 as _task_pb2
+from taskgate.api import task_pb2 as _task_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
 import abc as _abc_1

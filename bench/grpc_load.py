@@ -42,7 +42,7 @@ from _harness import (
     table,
 )
 
-from api import task_pb2
+from taskgate.api import task_pb2
 
 METHODS = {
     "list": "/api.TaskService/ListTasks",

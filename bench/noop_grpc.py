@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from api import task_pb2
+from taskgate.api import task_pb2
 
 LIST = "/api.TaskService/ListTasks"
 CREATE = "/api.TaskService/CreateTask"

@@ -41,8 +41,8 @@ from _harness import (
     table,
 )
 
-from store import queries
-from store.records import TaskQuery
+from taskgate.store import queries
+from taskgate.store.records import TaskQuery
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 RESET = r"SELECT pg_advisory_unlock_all() \; CLOSE ALL \; UNLISTEN * \; RESET ALL;"

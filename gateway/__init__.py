@@ -4,13 +4,18 @@ Never imports `api/`, `server/` or `store/`; it sees services only as descriptor
 through the `Invoker` protocol.
 """
 
-from gateway.app import create_gateway_app, replace_routes
-from gateway.errors import TranscodeError, error_body, http_status_for, status_from_exception
-from gateway.http_rules import RouteConfigError
-from gateway.invoker import CallOptions, Invoker, UnaryResult
-from gateway.options import GatewayOptions
-from gateway.routing import MethodNotAllowed, NoRoute, Route, RouteMatch, RouteTable
-from gateway.status import RpcStatus, RpcStatusError
+from taskgate.gateway.app import create_gateway_app, replace_routes
+from taskgate.gateway.errors import (
+    TranscodeError,
+    error_body,
+    http_status_for,
+    status_from_exception,
+)
+from taskgate.gateway.http_rules import RouteConfigError
+from taskgate.gateway.invoker import CallOptions, Invoker, UnaryResult
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.routing import MethodNotAllowed, NoRoute, Route, RouteMatch, RouteTable
+from taskgate.gateway.status import RpcStatus, RpcStatusError
 
 __all__ = [
     "CallOptions",

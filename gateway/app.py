@@ -16,19 +16,19 @@ from aiohttp import web
 from google.protobuf import descriptor_pool as descriptor_pool_module
 from google.protobuf.message import Message
 
-from gateway.errors import (
+from taskgate.gateway.errors import (
     TranscodeError,
     error_body,
     http_status_of,
     status_from_exception,
 )
-from gateway.invoker import CallOptions, Invoker
-from gateway.json_codec import JSON_CONTENT_TYPE, render_response
-from gateway.metadata import call_options_from_headers, headers_from_metadata
-from gateway.options import GatewayOptions
-from gateway.request_mapping import build_request
-from gateway.routing import MethodNotAllowed, NoRoute, RouteMatch, RouteTable
-from gateway.streaming import stream_response
+from taskgate.gateway.invoker import CallOptions, Invoker
+from taskgate.gateway.json_codec import JSON_CONTENT_TYPE, render_response
+from taskgate.gateway.metadata import call_options_from_headers, headers_from_metadata
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.request_mapping import build_request
+from taskgate.gateway.routing import MethodNotAllowed, NoRoute, RouteMatch, RouteTable
+from taskgate.gateway.streaming import stream_response
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection_pb2
 
-from gateway.upstream import describe_unreachable
+from taskgate.gateway.upstream import describe_unreachable
 
 log = logging.getLogger(__name__)
 

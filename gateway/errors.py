@@ -17,8 +17,8 @@ from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2  # noqa: F401  (registers google.rpc.* details)
 
-from gateway.options import ErrorStyle
-from gateway.status import RpcStatus, RpcStatusError
+from taskgate.gateway.options import ErrorStyle
+from taskgate.gateway.status import RpcStatus, RpcStatusError
 
 log = logging.getLogger(__name__)
 

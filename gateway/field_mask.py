@@ -14,7 +14,7 @@ from typing import Any, cast
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
-from gateway.field_paths import FieldDescriptor, is_plain_message
+from taskgate.gateway.field_paths import FieldDescriptor, is_plain_message
 
 FIELD_MASK = "google.protobuf.FieldMask"
 

@@ -14,16 +14,16 @@ from typing import Any, cast
 from google.protobuf import descriptor, descriptor_pool, json_format
 from google.protobuf.message import Message
 
-from gateway import json_fast
-from gateway.errors import TranscodeError
-from gateway.field_paths import (
+from taskgate.gateway import json_fast
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.field_paths import (
     FieldDescriptor,
     expected_value,
     find_field,
     is_map,
     is_plain_message,
 )
-from gateway.options import GatewayOptions
+from taskgate.gateway.options import GatewayOptions
 
 JSON_CONTENT_TYPE = "application/json"
 DEFAULT_BINARY_CONTENT_TYPE = "application/octet-stream"

@@ -11,10 +11,10 @@ import base64
 import re
 from collections.abc import Iterable, Mapping
 
-from gateway.errors import TranscodeError
-from gateway.field_paths import parse_base64
-from gateway.invoker import CallOptions, Metadata
-from gateway.options import GatewayOptions
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.field_paths import parse_base64
+from taskgate.gateway.invoker import CallOptions, Metadata
+from taskgate.gateway.options import GatewayOptions
 
 METADATA_HEADER_PREFIX = "grpc-metadata-"
 TIMEOUT_HEADER = "grpc-timeout"

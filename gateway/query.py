@@ -16,8 +16,8 @@ from typing import cast
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
-from gateway.errors import TranscodeError
-from gateway.field_paths import (
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.field_paths import (
     FieldDescriptor,
     assign,
     descend,

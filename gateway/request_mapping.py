@@ -10,14 +10,14 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from gateway.errors import TranscodeError
-from gateway.field_mask import body_paths, mask_field
-from gateway.field_paths import FieldDescriptor, descend, expected_value, parse_text
-from gateway.json_codec import load_json_body, parse_body_into
-from gateway.options import GatewayOptions
-from gateway.path_template import PathDecodeError, Variable, decode_path_value
-from gateway.query import QueryBindings, apply_query, parse_query_string
-from gateway.routing import Route, RouteMatch
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.field_mask import body_paths, mask_field
+from taskgate.gateway.field_paths import FieldDescriptor, descend, expected_value, parse_text
+from taskgate.gateway.json_codec import load_json_body, parse_body_into
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.path_template import PathDecodeError, Variable, decode_path_value
+from taskgate.gateway.query import QueryBindings, apply_query, parse_query_string
+from taskgate.gateway.routing import Route, RouteMatch
 
 
 def build_request(

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from google.protobuf import descriptor, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from gateway.field_paths import FieldDescriptor, FieldPathError, resolve_field_path
-from gateway.http_rules import HttpBinding, RouteConfigError, http_bindings_for
-from gateway.path_template import (
+from taskgate.gateway.field_paths import FieldDescriptor, FieldPathError, resolve_field_path
+from taskgate.gateway.http_rules import HttpBinding, RouteConfigError, http_bindings_for
+from taskgate.gateway.path_template import (
     PathTemplate,
     SegmentKind,
     TemplateSyntaxError,

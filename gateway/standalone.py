@@ -20,18 +20,18 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2
 
-from gateway.app import create_gateway_app, replace_routes
-from gateway.discovery import (
+from taskgate.gateway.app import create_gateway_app, replace_routes
+from taskgate.gateway.discovery import (
     DiscoveredServices,
     DiscoveryError,
     discover_services,
     load_descriptor_set,
 )
-from gateway.http_rules import RouteConfigError
-from gateway.http_server import start_http
-from gateway.options import GatewayOptions
-from gateway.routing import RouteTable
-from gateway.upstream import GrpcInvoker, open_upstream_channel
+from taskgate.gateway.http_rules import RouteConfigError
+from taskgate.gateway.http_server import start_http
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.routing import RouteTable
+from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
 
 log = logging.getLogger(__name__)
 

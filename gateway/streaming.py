@@ -15,11 +15,11 @@ from aiohttp import web
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
-from gateway.errors import status_from_exception, status_to_dict
-from gateway.json_codec import DEFAULT_BINARY_CONTENT_TYPE, dump_json, render_response
-from gateway.options import GatewayOptions
-from gateway.routing import Route
-from gateway.status import RpcStatus
+from taskgate.gateway.errors import status_from_exception, status_to_dict
+from taskgate.gateway.json_codec import DEFAULT_BINARY_CONTENT_TYPE, dump_json, render_response
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.routing import Route
+from taskgate.gateway.status import RpcStatus
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.invoker import CallOptions, UnaryResult
-from gateway.status import RpcStatus, RpcStatusError
+from taskgate.gateway.invoker import CallOptions, UnaryResult
+from taskgate.gateway.status import RpcStatus, RpcStatusError
 
 log = logging.getLogger(__name__)
 

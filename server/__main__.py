@@ -1,7 +1,8 @@
-"""`python -m server ...` is `taskgate serve ...`."""
+"""`python -m taskgate.server ...` (and `python -m server ...` from a checkout) is
+`taskgate serve ...`."""
 
 import sys
 
-from server.cli import main
+from taskgate.server.cli import main
 
 sys.exit(main(["serve", *sys.argv[1:]]))

@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.settings import (
+from taskgate import __version__
+from taskgate.server.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_GRPC_ADDRESS,
     DEFAULT_HTTP_ADDRESS,
@@ -26,7 +27,7 @@ from server.settings import (
 )
 
 if TYPE_CHECKING:
-    from gateway.standalone import StandaloneConfig
+    from taskgate.gateway.standalone import StandaloneConfig
 
 # Imports of grpc wait until a command runs: grpc reads GRPC_ENABLE_FORK_SUPPORT when it is
 # first imported, and `taskgate --help` need not load it at all.
@@ -68,6 +69,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Kubeflow Pipelines' TaskService over gRPC and REST, and a REST gateway for "
         "any gRPC server with google.api.http annotations.",
     )
+    parser.add_argument("--version", action="version", version=f"taskgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -165,8 +167,8 @@ def gateway_settings(args: argparse.Namespace) -> GatewaySettings:
 
 def standalone_config(settings: GatewaySettings) -> StandaloneConfig:
     """The gateway's own configuration, from the command line's settings (DECISIONS §5)."""
-    from gateway.options import GatewayOptions
-    from gateway.standalone import StandaloneConfig
+    from taskgate.gateway.options import GatewayOptions
+    from taskgate.gateway.standalone import StandaloneConfig
 
     options = GatewayOptions.kfp() if settings.preset == "kfp" else GatewayOptions.generic()
     options = replace(
@@ -201,15 +203,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             settings = serve_settings(args)
             configure_logging(settings.log_level)
             if settings.workers > 1:
-                from server.workers import run_workers
+                from taskgate.server.workers import run_workers
 
                 return asyncio.run(run_workers(settings))
-            from server.lifecycle import run_serve
+            from taskgate.server.lifecycle import run_serve
 
             return asyncio.run(run_serve(settings))
         gateway = gateway_settings(args)
         configure_logging(gateway.log_level)
-        from gateway.standalone import run_gateway
+        from taskgate.gateway.standalone import run_gateway
 
         return asyncio.run(run_gateway(standalone_config(gateway)))
     except SettingsError as error:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api import task_pb2
-from store.records import TaskRecord
+from taskgate.api import task_pb2
+from taskgate.store.records import TaskRecord
 
 
 def record_to_task(record: TaskRecord) -> task_pb2.Task:

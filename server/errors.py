@@ -11,7 +11,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf import any_pb2
 
-from api import error_pb2
+from taskgate.api import error_pb2
 
 
 class ServiceError(Exception):

@@ -16,9 +16,9 @@ from urllib.parse import unquote_plus
 
 from google.protobuf import json_format
 
-from api import filter_pb2
-from server.errors import ServiceError, echo, invalid_input
-from store.records import Column, Condition, Op
+from taskgate.api import filter_pb2
+from taskgate.server.errors import ServiceError, echo, invalid_input
+from taskgate.store.records import Column, Condition, Op
 
 Op_ = filter_pb2.Predicate.Op
 

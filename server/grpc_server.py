@@ -8,7 +8,7 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from server.pipeline import CallContext, CallError, CallPipeline, Method
+from taskgate.server.pipeline import CallContext, CallError, CallPipeline, Method
 
 GRPC_DETAILS_KEY = "grpc-status-details-bin"
 #: KFP's driver client accepts replies up to 100 MiB; accept requests as large.

@@ -17,22 +17,22 @@ from dataclasses import dataclass
 
 import grpc
 
-from api import task_pb2
-from gateway.app import create_gateway_app
-from gateway.http_server import start_http
-from gateway.options import GatewayOptions
-from gateway.routing import RouteTable
-from server.grpc_server import create_grpc_server
-from server.local_invoker import LocalInvoker
-from server.pipeline import CallPipeline
-from server.reflection import Health, enable_reflection
-from server.settings import Address, ServeSettings
-from server.task_service import SERVICE_NAME, TaskService
-from store.embedded import EmbeddedPostgres
-from store.errors import StoreError
-from store.migrate import apply_migrations
-from store.pool import pool_context
-from store.task_store import TaskStore
+from taskgate.api import task_pb2
+from taskgate.gateway.app import create_gateway_app
+from taskgate.gateway.http_server import start_http
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.routing import RouteTable
+from taskgate.server.grpc_server import create_grpc_server
+from taskgate.server.local_invoker import LocalInvoker
+from taskgate.server.pipeline import CallPipeline
+from taskgate.server.reflection import Health, enable_reflection
+from taskgate.server.settings import Address, ServeSettings
+from taskgate.server.task_service import SERVICE_NAME, TaskService
+from taskgate.store.embedded import EmbeddedPostgres
+from taskgate.store.errors import StoreError
+from taskgate.store.migrate import apply_migrations
+from taskgate.store.pool import pool_context
+from taskgate.store.task_store import TaskStore
 
 log = logging.getLogger(__name__)
 

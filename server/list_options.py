@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from api import resource_reference_pb2, task_pb2
-from server.errors import ServiceError, echo, invalid_input, invalid_input_with_details
-from server.filters import Filter, parse_filter_message, validate_filter
-from server.page_tokens import PageToken, PageTokenError, decode_page_token
-from store.records import Column, Condition, Cursor, Op, TaskQuery
+from taskgate.api import resource_reference_pb2, task_pb2
+from taskgate.server.errors import ServiceError, echo, invalid_input, invalid_input_with_details
+from taskgate.server.filters import Filter, parse_filter_message, validate_filter
+from taskgate.server.page_tokens import PageToken, PageTokenError, decode_page_token
+from taskgate.store.records import Column, Condition, Cursor, Op, TaskQuery
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import Message
 
-from gateway.invoker import CallOptions, UnaryResult
-from gateway.status import RpcStatus, RpcStatusError
-from server.pipeline import CallContext, CallError, CallPipeline
+from taskgate.gateway.invoker import CallOptions, UnaryResult
+from taskgate.gateway.status import RpcStatus, RpcStatusError
+from taskgate.server.pipeline import CallContext, CallError, CallPipeline
 
 #: What a gRPC upstream sends as response headers; grpc-gateway forwards it as
 #: Grpc-Metadata-Content-Type, a small fingerprint of KFP's stack (kfp-reference §3.3).

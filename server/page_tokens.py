@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from store.records import Column, Condition, Cursor, Op
+from taskgate.store.records import Column, Condition, Cursor, Op
 
 TOKEN_VERSION = 1
 TAG_BYTES = 16

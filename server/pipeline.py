@@ -17,7 +17,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from server.errors import ServiceError
+from taskgate.server.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import cast
 
-from api import task_pb2
-from server.converters import record_to_task
-from server.errors import internal, unavailable
-from server.list_options import plan_list
-from server.page_tokens import encode_page_token
-from server.pipeline import CallContext, Handler, Method
-from server.validation import check_create_task
-from store.errors import StoreError, StoreUnavailableError
-from store.task_store import TaskStore
+from taskgate.api import task_pb2
+from taskgate.server.converters import record_to_task
+from taskgate.server.errors import internal, unavailable
+from taskgate.server.list_options import plan_list
+from taskgate.server.page_tokens import encode_page_token
+from taskgate.server.pipeline import CallContext, Handler, Method
+from taskgate.server.validation import check_create_task
+from taskgate.store.errors import StoreError, StoreUnavailableError
+from taskgate.store.task_store import TaskStore
 
 log = logging.getLogger(__name__)
 

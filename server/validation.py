@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
 
-from api import task_pb2
-from server.errors import ServiceError, echo, invalid_input
-from store.records import NewTask
+from taskgate.api import task_pb2
+from taskgate.server.errors import ServiceError, echo, invalid_input
+from taskgate.store.records import NewTask
 
 #: KFP stores every string in a varchar(255) column.
 MAX_STRING_LENGTH = 255

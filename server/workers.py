@@ -18,11 +18,11 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
-from server.settings import ServeSettings, configure_logging
-from store.embedded import EmbeddedPostgres
-from store.errors import StoreError
-from store.migrate import apply_migrations
-from store.pool import pool_context
+from taskgate.server.settings import ServeSettings, configure_logging
+from taskgate.store.embedded import EmbeddedPostgres
+from taskgate.store.errors import StoreError
+from taskgate.store.migrate import apply_migrations
+from taskgate.store.pool import pool_context
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _stop_all(workers: Sequence[BaseProcess], timeout: float) -> None:
 
 
 def _worker_main(settings: ServeSettings, index: int) -> None:
-    from server.lifecycle import run_serve
+    from taskgate.server.lifecycle import run_serve
 
     configure_logging(settings.log_level, prefix=f"worker-{index} ")
     raise SystemExit(asyncio.run(run_serve(settings, reuse_port=True)))

@@ -3,12 +3,21 @@
 Independent of api/, server/ and gateway/; no protobuf here.
 """
 
-from store.embedded import EmbeddedPostgres
-from store.errors import StoreError, StoreUnavailableError
-from store.migrate import apply_migrations
-from store.pool import open_pool, pool_context
-from store.records import Column, Condition, Cursor, NewTask, Op, TaskPage, TaskQuery, TaskRecord
-from store.task_store import TaskStore
+from taskgate.store.embedded import EmbeddedPostgres
+from taskgate.store.errors import StoreError, StoreUnavailableError
+from taskgate.store.migrate import apply_migrations
+from taskgate.store.pool import open_pool, pool_context
+from taskgate.store.records import (
+    Column,
+    Condition,
+    Cursor,
+    NewTask,
+    Op,
+    TaskPage,
+    TaskQuery,
+    TaskRecord,
+)
+from taskgate.store.task_store import TaskStore
 
 __all__ = [
     "Column",

@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from store import embedded_os
-from store.embedded_os import RunAs
-from store.errors import StoreError
+from taskgate.store import embedded_os
+from taskgate.store.embedded_os import RunAs
+from taskgate.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.errors import StoreError
+from taskgate.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from store import queries
-from store.errors import StoreError, StoreUnavailableError
+from taskgate.store import queries
+from taskgate.store.errors import StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from store.errors import StoreUnavailableError
+from taskgate.store.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from store.records import Column, Condition, Op, TaskQuery
+from taskgate.store.records import Column, Condition, Op, TaskQuery
 
 TASK_COLUMNS: Final = (
     "id, namespace, pipeline_name, run_id, mlmd_execution_id, created_at, finished_at, fingerprint"

@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from store import queries
-from store.errors import StoreError, StoreUnavailableError
-from store.records import Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
+from taskgate.store import queries
+from taskgate.store.errors import StoreError, StoreUnavailableError
+from taskgate.store.records import Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from store import EmbeddedPostgres, TaskStore, apply_migrations, open_pool
-from store.pool import close_pool
+from taskgate.store import EmbeddedPostgres, TaskStore, apply_migrations, open_pool
+from taskgate.store.pool import close_pool
 
 _HERE = Path(__file__).parent
 

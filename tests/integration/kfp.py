@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import status_pb2
 
-from api import error_pb2, task_pb2
+from taskgate.api import error_pb2, task_pb2
 
 
 def new_task(**fields: object) -> task_pb2.Task:

@@ -11,9 +11,9 @@ import asyncpg
 import grpc
 import pytest
 
-from api import task_pb2_grpc
-from server.lifecycle import RunningServer, serving
-from server.settings import Address, ServeSettings
+from taskgate.api import task_pb2_grpc
+from taskgate.server.lifecycle import RunningServer, serving
+from taskgate.server.settings import Address, ServeSettings
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from google.api import annotations_pb2  # type: ignore[import-untyped, unused-ig
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2
 
-from gateway.discovery import DiscoveryError, discover_services
-from gateway.upstream import open_upstream_channel
+from taskgate.gateway.discovery import DiscoveryError, discover_services
+from taskgate.gateway.upstream import open_upstream_channel
 from tests.protos import transcoding_test_pb2
 from tests.upstream_process import (
     UpstreamProcess,

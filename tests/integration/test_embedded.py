@@ -11,8 +11,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from store import EmbeddedPostgres, NewTask, TaskQuery, TaskStore, apply_migrations, pool_context
-from store.embedded_os import read_postmaster_pid, wait_for_exit
+from taskgate.store import (
+    EmbeddedPostgres,
+    NewTask,
+    TaskQuery,
+    TaskStore,
+    apply_migrations,
+    pool_context,
+)
+from taskgate.store.embedded_os import read_postmaster_pid, wait_for_exit
 from tests.integration.conftest import private_temp_dir
 
 TASK = NewTask("ns", "p", "r", "m", 1_700_000_000, 0, "fp")

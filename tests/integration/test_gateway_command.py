@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.options import GatewayOptions
-from gateway.standalone import GatewayStartupError, StandaloneConfig, gateway_serving
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.standalone import GatewayStartupError, StandaloneConfig, gateway_serving
 from tests.upstream_process import UpstreamProcess, free_port, running_upstream
 
 
@@ -264,7 +264,7 @@ def test_command_line_gateway_serves_rest(upstream: UpstreamProcess) -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "taskgate",
             "gateway",
             "--upstream",
             upstream.target,
@@ -359,8 +359,8 @@ async def test_garbage_and_hanging_upstreams_get_502_and_504(tmp_path: Path) -> 
 
 
 async def test_refresh_picks_up_a_redeployed_upstream(database_url: str, pool: Any) -> None:
-    from server.lifecycle import serving
-    from server.settings import Address
+    from taskgate.server.lifecycle import serving
+    from taskgate.server.settings import Address
     from tests.integration.servers import serve_settings
 
     port = free_port()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from api import task_pb2
-from gateway.options import GatewayOptions
-from gateway.standalone import StandaloneConfig, gateway_serving
+from taskgate.api import task_pb2
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.standalone import StandaloneConfig, gateway_serving
 from tests.integration.kfp import new_task
 from tests.integration.servers import Taskgate
 from tests.integration.test_peer import CORPUS, answer, without_id

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from api import resource_reference_pb2, task_pb2, task_pb2_grpc
+from taskgate.api import resource_reference_pb2, task_pb2, task_pb2_grpc
 from tests.integration.kfp import eq_filter, kfp_error, new_task
 from tests.integration.servers import Taskgate
 
@@ -256,7 +256,7 @@ async def test_forged_and_corrupt_tokens_are_invalid(taskgate: Taskgate) -> None
 
 
 async def test_token_survives_a_restart(taskgate: Taskgate, database_url: str) -> None:
-    from server.lifecycle import serving
+    from taskgate.server.lifecycle import serving
     from tests.integration.servers import serve_settings
 
     for _ in range(3):

@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from store import apply_migrations
-from store.migrate import load_migrations
+from taskgate.store import apply_migrations
+from taskgate.store.migrate import load_migrations
 
 EXPECTED_COLUMNS = {
     # column: (type, collation, nullable)

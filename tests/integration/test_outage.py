@@ -12,9 +12,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from api import task_pb2, task_pb2_grpc
-from server.lifecycle import serving
-from store.embedded import EmbeddedPostgres
+from taskgate.api import task_pb2, task_pb2_grpc
+from taskgate.server.lifecycle import serving
+from taskgate.store.embedded import EmbeddedPostgres
 from tests.integration.conftest import private_temp_dir
 from tests.integration.kfp import new_task
 from tests.integration.servers import serve_settings

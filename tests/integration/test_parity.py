@@ -12,7 +12,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from api import resource_reference_pb2, task_pb2
+from taskgate.api import resource_reference_pb2, task_pb2
 from tests.integration.kfp import eq_filter, new_task
 from tests.integration.servers import Taskgate
 
@@ -147,7 +147,7 @@ async def over_grpc(tg: Taskgate, scenario: Scenario) -> tuple[int, Any]:
         ]
         from google.rpc import status_pb2
 
-        from api import error_pb2
+        from taskgate.api import error_pb2
 
         status = status_pb2.Status.FromString(details[0])
         api_error = error_pb2.Error()

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from api import task_pb2
+from taskgate.api import task_pb2
 from tests.integration.kfp import eq_filter, new_task
 from tests.integration.servers import Taskgate
 

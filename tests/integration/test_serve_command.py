@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from api import task_pb2, task_pb2_grpc
+from taskgate.api import task_pb2, task_pb2_grpc
 from tests.integration.conftest import private_temp_dir
 from tests.integration.kfp import new_task
 from tests.upstream_process import free_port
@@ -153,6 +153,6 @@ def test_workers_share_the_ports_and_each_others_tokens() -> None:
         finally:
             code, output = stop(process)
         assert code == 0, output
-        assert "worker-0 INFO server.lifecycle: taskgate ready" in output
-        assert "worker-1 INFO server.lifecycle: taskgate ready" in output
+        assert "worker-0 INFO taskgate.server.lifecycle: taskgate ready" in output
+        assert "worker-1 INFO taskgate.server.lifecycle: taskgate ready" in output
         assert "Traceback" not in output

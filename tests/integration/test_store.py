@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 import asyncpg
 import pytest
 
-from store import (
+from taskgate.store import (
     Column,
     Condition,
     Cursor,
@@ -25,7 +25,7 @@ from store import (
     TaskStore,
     open_pool,
 )
-from store.queries import task_page_statements
+from taskgate.store.queries import task_page_statements
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

@@ -7,7 +7,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from tests.protos import transcoding_test_pb2 as tests_dot_protos_dot_transcoding__test__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,14 +20,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in tests/protos/transcoding_test_pb2_grpc.py depends on'
+        + f' but the generated code in tests/protos/transcoding_test_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class LibraryStub:
+class LibraryStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -103,7 +103,7 @@ class LibraryStub:
                 _registered_method=True)
 
 
-class LibraryServicer:
+class LibraryServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def GetBook(self, request, context):
@@ -261,7 +261,7 @@ def add_LibraryServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Library:
+class Library(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -616,7 +616,7 @@ class Library:
             _registered_method=True)
 
 
-class EchoStub:
+class EchoStub(object):
     """Echo returns its request, so a test can see exactly what the transcoder built.
     """
 
@@ -643,7 +643,7 @@ class EchoStub:
                 _registered_method=True)
 
 
-class EchoServicer:
+class EchoServicer(object):
     """Echo returns its request, so a test can see exactly what the transcoder built.
     """
 
@@ -691,7 +691,7 @@ def add_EchoServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Echo:
+class Echo(object):
     """Echo returns its request, so a test can see exactly what the transcoder built.
     """
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 
-from gateway.routing import RouteTable
+from taskgate.gateway.routing import RouteTable
 from tests.protos import transcoding_test_pb2
 
 FIXTURE = transcoding_test_pb2.DESCRIPTOR

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from gateway.invoker import CallOptions, UnaryResult
+from taskgate.gateway.invoker import CallOptions, UnaryResult
 
 Outcome = UnaryResult | Message | BaseException | Callable[[Message], Message]
 

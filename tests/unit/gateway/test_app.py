@@ -15,11 +15,11 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 from yarl import URL
 
-from gateway.app import create_gateway_app, replace_routes
-from gateway.invoker import UnaryResult
-from gateway.options import GatewayOptions
-from gateway.routing import RouteTable
-from gateway.status import RpcStatus, RpcStatusError
+from taskgate.gateway.app import create_gateway_app, replace_routes
+from taskgate.gateway.invoker import UnaryResult
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.routing import RouteTable
+from taskgate.gateway.status import RpcStatus, RpcStatusError
 from tests.protos import transcoding_test_pb2 as pb
 from tests.unit.gateway.descriptors import (
     FIXTURE,

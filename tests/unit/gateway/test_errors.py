@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import any_pb2, descriptor_pool
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.errors import (
+from taskgate.gateway.errors import (
     HTTP_STATUS_BY_CODE,
     INTERNAL_ERROR_MESSAGE,
     TranscodeError,
@@ -18,7 +18,7 @@ from gateway.errors import (
     http_status_of,
     status_from_exception,
 )
-from gateway.status import RpcStatus, RpcStatusError
+from taskgate.gateway.status import RpcStatus, RpcStatusError
 
 C = grpc.StatusCode
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.field_mask import body_paths, mask_field
+from taskgate.gateway.field_mask import body_paths, mask_field
 from tests.protos import transcoding_test_pb2 as pb
 
 SCALARS = pb.Scalars.DESCRIPTOR

@@ -8,8 +8,8 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 
-from api import task_pb2
-from gateway.json_fast import to_value
+from taskgate.api import task_pb2
+from taskgate.gateway.json_fast import to_value
 from tests.protos import transcoding_test_pb2 as pb
 
 FD = descriptor_pb2.FieldDescriptorProto

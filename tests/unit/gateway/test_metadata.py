@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from gateway.errors import TranscodeError
-from gateway.metadata import (
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.metadata import (
     call_options_from_headers,
     headers_from_metadata,
     metadata_from_headers,
     parse_grpc_timeout,
 )
-from gateway.options import GatewayOptions
+from taskgate.gateway.options import GatewayOptions
 
 KFP = GatewayOptions.kfp()
 

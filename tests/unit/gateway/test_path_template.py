@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.path_template import (
+from taskgate.gateway.path_template import (
     PathDecodeError,
     SegmentKind,
     TemplateSyntaxError,

@@ -8,10 +8,10 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway.errors import TranscodeError
-from gateway.options import GatewayOptions
-from gateway.request_mapping import build_request
-from gateway.routing import RouteMatch
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.request_mapping import build_request
+from taskgate.gateway.routing import RouteMatch
 from tests.protos import transcoding_test_pb2 as pb
 from tests.unit.gateway.descriptors import fixture_table
 

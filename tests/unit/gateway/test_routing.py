@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from google.api import http_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.routing import (
+from taskgate.gateway.routing import (
     MethodNotAllowed,
     NoRoute,
     RouteConfigError,

@@ -10,7 +10,7 @@ from google.api import annotations_pb2  # type: ignore[import-untyped, unused-ig
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_tools import protoc  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.discovery import DiscoveryError, load_descriptor_set
+from taskgate.gateway.discovery import DiscoveryError, load_descriptor_set
 from tests.protos import transcoding_test_pb2
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,9 +7,9 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.invoker import CallOptions
-from gateway.status import RpcStatusError
-from gateway.upstream import (
+from taskgate.gateway.invoker import CallOptions
+from taskgate.gateway.status import RpcStatusError
+from taskgate.gateway.upstream import (
     STATUS_DETAILS_KEY,
     GrpcInvoker,
     describe_unreachable,

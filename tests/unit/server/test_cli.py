@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import build_parser, gateway_settings, serve_settings, standalone_config
-from server.settings import Address, ServeSettings, SettingsError
+from taskgate.server.cli import build_parser, gateway_settings, serve_settings, standalone_config
+from taskgate.server.settings import Address, ServeSettings, SettingsError
 
 
 def serve(argv: list[str], env: dict[str, str] | None = None) -> ServeSettings:

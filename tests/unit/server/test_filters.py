@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.errors import ServiceError
-from server.filters import parse_filter_message, validate_filter
-from store.records import Column, Condition, Op
+from taskgate.server.errors import ServiceError
+from taskgate.server.filters import parse_filter_message, validate_filter
+from taskgate.store.records import Column, Condition, Op
 
 
 def parse(text: str) -> tuple[Condition, ...] | None:

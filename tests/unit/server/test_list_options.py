@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from api import resource_reference_pb2, task_pb2
-from server.errors import ServiceError
-from server.list_options import check_page_size, parse_sort_by, plan_list
-from server.page_tokens import encode_page_token
-from store.records import Column, Condition, Cursor, Op
+from taskgate.api import resource_reference_pb2, task_pb2
+from taskgate.server.errors import ServiceError
+from taskgate.server.list_options import check_page_size, parse_sort_by, plan_list
+from taskgate.server.page_tokens import encode_page_token
+from taskgate.store.records import Column, Condition, Cursor, Op
 
 KEY = b"k" * 32
 LIST_PREFIX = "Failed to create list options: Invalid input error: "
@@ -90,7 +90,7 @@ def token_for(
     descending: bool = False,
     conditions: tuple[Condition, ...] = (),
 ) -> str:
-    from server.page_tokens import PageToken
+    from taskgate.server.page_tokens import PageToken
 
     return encode_page_token(PageToken(sort, descending, conditions, Cursor(5, "u2")), KEY)
 

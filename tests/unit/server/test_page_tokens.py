@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from server.page_tokens import PageToken, PageTokenError, decode_page_token, encode_page_token
-from store.records import Column, Condition, Cursor, Op
+from taskgate.server.page_tokens import (
+    PageToken,
+    PageTokenError,
+    decode_page_token,
+    encode_page_token,
+)
+from taskgate.store.records import Column, Condition, Cursor, Op
 
 KEY = b"0123456789abcdef0123456789abcdef"
 

@@ -10,9 +10,9 @@ import pytest
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from api import error_pb2
-from server.errors import invalid_input
-from server.pipeline import CallContext, CallError, CallPipeline, Method
+from taskgate.api import error_pb2
+from taskgate.server.errors import invalid_input
+from taskgate.server.pipeline import CallContext, CallError, CallPipeline, Method
 
 METHOD = "/test.Service/Method"
 

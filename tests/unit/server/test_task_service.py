@@ -8,14 +8,14 @@ from typing import cast
 import grpc
 import pytest
 
-from api import task_pb2
-from server.errors import ServiceError
-from server.page_tokens import decode_page_token
-from server.pipeline import CallContext
-from server.task_service import TaskService
-from store.errors import StoreError, StoreUnavailableError
-from store.records import Column, Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
-from store.task_store import TaskStore
+from taskgate.api import task_pb2
+from taskgate.server.errors import ServiceError
+from taskgate.server.page_tokens import decode_page_token
+from taskgate.server.pipeline import CallContext
+from taskgate.server.task_service import TaskService
+from taskgate.store.errors import StoreError, StoreUnavailableError
+from taskgate.store.records import Column, Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
+from taskgate.store.task_store import TaskStore
 from tests.integration.kfp import new_task
 
 KEY = b"k" * 32

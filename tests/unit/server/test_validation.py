@@ -6,10 +6,10 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from api import task_pb2
-from server.errors import ServiceError
-from server.validation import check_create_task
-from store.records import NewTask
+from taskgate.api import task_pb2
+from taskgate.server.errors import ServiceError
+from taskgate.server.validation import check_create_task
+from taskgate.store.records import NewTask
 
 PREFIX = "Validate create task request failed.: Invalid input error: "
 

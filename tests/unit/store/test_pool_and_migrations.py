@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from store.migrate import load_migrations
-from store.pool import describe_dsn
+from taskgate.store.migrate import load_migrations
+from taskgate.store.pool import describe_dsn
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from store import Column, Condition, Cursor, Op, TaskQuery
-from store.queries import ORDER_BY_SQL, like_pattern, task_page_statements
+from taskgate.store import Column, Condition, Cursor, Op, TaskQuery
+from taskgate.store.queries import ORDER_BY_SQL, like_pattern, task_page_statements
 
 COLUMNS = (
     "id, namespace, pipeline_name, run_id, mlmd_execution_id, created_at, finished_at, fingerprint"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from store import Column, Condition, Cursor, Op, TaskQuery, TaskRecord
+from taskgate.store import Column, Condition, Cursor, Op, TaskQuery, TaskRecord
 
 
 def test_integer_columns() -> None:

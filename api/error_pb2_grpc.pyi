@@ -15,7 +15,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 
-KFP's error messages, as in backend/api/error.proto (kfp-reference §1.4).
+KFP's error messages, as in backend/api/error.proto (docs/decisions.md K1, K2).
 api.Error rides on every service error as a grpc-status-details-bin detail.
 """
 

@@ -15,7 +15,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 
-KFP's list filter, as in backend/api/filter.proto (kfp-reference §1.3):
+KFP's list filter, as in backend/api/filter.proto (docs/decisions.md K1):
 same names and numbers, including the unused Op value 4 and the field
 numbers 2 and 3 of StringValues and LongValues.
 """

@@ -16,7 +16,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 
 Resource references, as in KFP's backend/api/resource_reference.proto
-(kfp-reference §1.2): same names and numbers.
+(docs/decisions.md K1): same names and numbers.
 """
 
 from collections import abc as _abc

@@ -23,7 +23,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RAW = BENCH / "results" / "raw"
-PEER = Path("/work/shared/peers/grpc-gateway")
 GW_BIN = Path(os.environ.get("PEER_GW_BUILD", str(Path.home() / ".cache" / "peer-gw"))) / "gw"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_PASSWORD = "postgres"  # noqa: S105 - the local PG15 cluster's documented bench password
@@ -32,7 +31,7 @@ DB_URL = f"postgresql://postgres:{PG_PASSWORD}@{PG_HOST}:{PG_PORT}/{BENCH_DB}"
 TASKS_PATH = "/apis/v1alpha1/tasks"
 HZ = os.sysconf("SC_CLK_TCK")
 
-#: The body of ../shared/peers/grpc-gateway/bench/post.lua (CreateTask, KFP style).
+#: The CreateTask body (KFP style) of the peer's bench/post.lua, the script wrk runs in rest.py.
 POST_BODY = (
     '{"namespace":"ns1","pipelineName":"namespace/ns1/pipeline/bench","runId":"run-bench",'
     '"mlmdExecutionID":"7","fingerprint":"fp-bench","created_at":"2024-01-02T03:04:05Z"}'

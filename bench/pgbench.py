@@ -57,7 +57,7 @@ def list_script(with_reset: bool) -> str:
     rows_sql = page.rows_sql
     lines = ["\\set lim " + str(page.rows_args[-1])]
     rows_sql = re.sub(rf"\${len(page.rows_args)}\b", ":lim", rows_sql)
-    if page.rows_args[:-1] or page.count_args:
+    if page.rows_args[:-1]:
         raise RuntimeError("unexpected parameters in the default ListTasks statements")
     lines += [
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;",

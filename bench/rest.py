@@ -31,7 +31,6 @@ from pathlib import Path
 from _harness import (
     BENCH,
     GW_BIN,
-    PEER,
     POST_BODY,
     RAW,
     TASKS_PATH,
@@ -122,7 +121,7 @@ def run(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
     memory["after_warmup"] = memory_kib(tg.pid)
 
     runs: list[dict[str, object]] = []
-    lua = PEER / "bench" / "post.lua"
+    lua = Path(__file__).parent / "post.lua"
     for rep in range(1, args.repeat + 1):
         for op in ("GET", "POST"):
             for conns, duration in ((args.connections, args.duration), (1, args.latency_duration)):

@@ -22,13 +22,14 @@ from taskgate.gateway.errors import (
     http_status_of,
     status_from_exception,
 )
-from taskgate.gateway.invoker import CallOptions, Invoker
+from taskgate.gateway.invoker import Invoker
 from taskgate.gateway.json_codec import JSON_CONTENT_TYPE, render_response
 from taskgate.gateway.metadata import call_options_from_headers, headers_from_metadata
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.request_mapping import build_request
 from taskgate.gateway.routing import MethodNotAllowed, NoRoute, RouteMatch, RouteTable
 from taskgate.gateway.streaming import stream_response
+from taskgate.rpc import CallOptions
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ async def _read_body(request: web.Request, match: RouteMatch, options: GatewayOp
     if not request.body_exists:
         return b""
     if match.route.body_field is None:
-        # R33: ignored (aiohttp drains it), except in strict mode, where it is an error.
+        # T33: ignored (aiohttp drains it), except in strict mode, where it is an error.
         if options.strict and await request.content.read(1):
             raise TranscodeError.invalid(
                 f"{match.route.http_method} {match.route.template.text} takes no request body"

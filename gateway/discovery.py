@@ -147,29 +147,51 @@ def _missing_dependencies(files: Mapping[str, descriptor_pb2.FileDescriptorProto
     return sorted(needed - files.keys())
 
 
+def default_pool_file(filename: str) -> descriptor_pb2.FileDescriptorProto:
+    """The file as this process's default pool holds it (KeyError if it holds none)."""
+    proto = descriptor_pb2.FileDescriptorProto()
+    descriptor_pool.Default().FindFileByName(filename).CopyToProto(proto)
+    return proto
+
+
 def _default_pool_copy(filename: str) -> descriptor_pb2.FileDescriptorProto:
     try:
-        descriptor = descriptor_pool.Default().FindFileByName(filename)
+        proto = default_pool_file(filename)
     except KeyError:
         raise DiscoveryError(
             f"the upstream did not send {filename}, and it is not known here"
         ) from None
     log.info("%s was not provided; using the local copy", filename)
-    proto = descriptor_pb2.FileDescriptorProto()
-    descriptor.CopyToProto(proto)
     return proto
+
+
+def with_imports(
+    protos: Iterable[descriptor_pb2.FileDescriptorProto],
+) -> dict[str, descriptor_pb2.FileDescriptorProto]:
+    """`protos` by file name, with every file they import (transitively) that they lack copied
+    from the default pool; DiscoveryError names one the default pool does not know either."""
+    by_name = {p.name: p for p in protos}
+    while missing := _missing_dependencies(by_name):
+        by_name.update((dep, _default_pool_copy(dep)) for dep in missing)
+    return by_name
+
+
+def build_pool(
+    protos: Iterable[descriptor_pb2.FileDescriptorProto],
+) -> descriptor_pool.DescriptorPool:
+    """A fresh pool holding `protos` and their imports (`with_imports`), each after its imports."""
+    by_name = with_imports(protos)
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+    for name in sorted(by_name):
+        _add_in_order(pool, by_name, name, added)
+    return pool
 
 
 def _build(
     protos: Iterable[descriptor_pb2.FileDescriptorProto], *, names: Iterable[str]
 ) -> DiscoveredServices:
-    by_name = {p.name: p for p in protos}
-    while missing := _missing_dependencies(by_name):
-        by_name.update((dep, _default_pool_copy(dep)) for dep in missing)
-    pool = descriptor_pool.DescriptorPool()
-    added: set[str] = set()
-    for name in sorted(by_name):
-        _add_in_order(pool, by_name, name, added)
+    pool = build_pool(protos)
     services: list[descriptor.ServiceDescriptor] = []
     for name in dict.fromkeys(names):
         if not _is_served(name):

@@ -7,7 +7,6 @@ raises for bad input and routing misses; its message names the parameter in plai
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,12 +16,13 @@ from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2  # noqa: F401  (registers google.rpc.* details)
 
+from taskgate.gateway.json_fast import dump_json
 from taskgate.gateway.options import ErrorStyle
-from taskgate.gateway.status import RpcStatus, RpcStatusError
+from taskgate.rpc import RpcStatus, RpcStatusError, code_number
 
 log = logging.getLogger(__name__)
 
-#: google/rpc/code.proto "HTTP Mapping" (transcoding-reference §2.9).
+#: google/rpc/code.proto "HTTP Mapping" (docs/decisions.md T39).
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
@@ -48,10 +48,11 @@ INTERNAL_ERROR_MESSAGE = "Internal error"
 
 
 class TranscodeError(RpcStatusError):
-    """Bad input or a routing miss, found by the transcoder before any call is made.
+    """A failure the gateway itself answers: bad input or a routing miss, found before any call
+    is made, or an upstream's malformed reply.
 
-    `http_status` overrides the code's usual status (404/405/413 for routing and size), and
-    `headers` are added to the response (`Allow` on a 405).
+    `http_status` overrides the code's usual status (404/405/413 for routing and size, 502 for
+    an upstream's garbage), and `headers` are added to the response (`Allow` on a 405).
     """
 
     def __init__(
@@ -62,7 +63,8 @@ class TranscodeError(RpcStatusError):
         http_status: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(RpcStatus(code, message), http_status=http_status)
+        super().__init__(RpcStatus(code, message))
+        self.http_status = http_status
         self.headers: Mapping[str, str] = headers or {}
 
     @classmethod
@@ -77,7 +79,7 @@ def http_status_for(code: grpc.StatusCode) -> int:
 
 def http_status_of(exc: BaseException, status: RpcStatus) -> int:
     """The HTTP status for `exc` once it has become `status`."""
-    if isinstance(exc, RpcStatusError) and exc.http_status is not None:
+    if isinstance(exc, TranscodeError) and exc.http_status is not None:
         return exc.http_status
     return http_status_for(status.code)
 
@@ -88,11 +90,6 @@ def status_from_exception(exc: BaseException) -> RpcStatus:
         return exc.status
     log.error("unexpected error while serving a REST call", exc_info=exc)
     return RpcStatus(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
-
-
-def code_number(code: grpc.StatusCode) -> int:
-    number: int = code.value[0]
-    return number
 
 
 def status_to_dict(
@@ -123,7 +120,7 @@ def error_body(
 ) -> bytes:
     """`{"error","code","message","details"}` ("kfp") or google.rpc.Status JSON ("status")."""
     body = status_to_dict(status, style, pool, use_proto_field_names=use_proto_field_names)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_json(body)
 
 
 def _detail_to_dict(

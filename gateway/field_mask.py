@@ -1,4 +1,4 @@
-"""PATCH field-mask auto-fill (transcoding-reference R34, grpc-gateway's allow_patch_feature).
+"""PATCH field-mask auto-fill (docs/decisions.md T34, grpc-gateway's allow_patch_feature).
 
 Pure. On a PATCH rule whose body is one field (not "*"), when the request has exactly one
 top-level `google.protobuf.FieldMask` field and the client set no mask, the mask becomes the
@@ -22,7 +22,7 @@ FIELD_MASK = "google.protobuf.FieldMask"
 def mask_field(
     http_method: str, body_field: FieldDescriptor | None, request: Message
 ) -> FieldDescriptor | None:
-    """The FieldMask field to fill for this route, or None when R34 does not apply."""
+    """The FieldMask field to fill for this route, or None when T34 does not apply."""
     if http_method != "PATCH" or body_field is None:
         return None
     fields = cast(Sequence[FieldDescriptor], request.DESCRIPTOR.fields)

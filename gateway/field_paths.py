@@ -1,6 +1,6 @@
 """Field paths and text values: resolve `a.b` by proto or JSON name; parse text for a field.
 
-Pure. Used for path variables and query parameters (transcoding-reference R9, R20-R25); the
+Pure. Used for path variables and query parameters (docs/decisions.md T9, T20-T25); the
 `expected_value` phrases also word the JSON body errors.
 """
 
@@ -11,7 +11,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from google.protobuf import descriptor, json_format, message_factory
@@ -52,7 +52,7 @@ _WKT_PHRASE = {
     **_JSON_TEXT_TYPES,
 }
 # Go's strconv.ParseInt(text, 0, n), which KFP's grpc-gateway v1 uses: 0x, 0o, 0b, leading-0
-# octal and "_" between digits are all accepted (kfp-reference §3.2).
+# octal and "_" between digits are all accepted (docs/decisions.md K17, T24).
 _GO_INT = re.compile(
     r"[+-]?(?:0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|[0-9](?:_?[0-9])*)"
 )
@@ -60,21 +60,49 @@ _GO_OCTAL = re.compile(r"([+-]?)0((?:_?[0-7])+)")
 _UPPER = re.compile(r"([A-Z])")
 _TRUE = frozenset({"true", "True", "TRUE", "t", "T", "1"})
 _FALSE = frozenset({"false", "False", "FALSE", "f", "F", "0"})
-_FIELD_INDEX: dict[descriptor.Descriptor, dict[str, FieldDescriptor]] = {}
 
 
 class FieldPathError(ValueError):
     """A name that is not a field of the message."""
 
 
+class FieldIndex:
+    """`find_field` for every message reachable from `roots`, each message's names read once.
+
+    A route table builds one for its methods' request messages and its routes keep it, so it lives
+    and dies with the table: when `taskgate gateway` refreshes, the old pool's messages go with the
+    old table (a module-level cache would keep every pool ever loaded). A message outside the
+    roots is looked up without being kept.
+    """
+
+    __slots__ = ("_by_message",)
+
+    def __init__(self, roots: Iterable[descriptor.Descriptor]) -> None:
+        self._by_message: dict[descriptor.Descriptor, dict[str, FieldDescriptor]] = {}
+        pending = list(roots)
+        while pending:
+            message = pending.pop()
+            if message not in self._by_message:
+                self._by_message[message] = _fields_by_any_name(message)
+                pending.extend(f.message_type for f in message.fields if f.message_type is not None)
+
+    def find(self, message: descriptor.Descriptor, name: str) -> FieldDescriptor | None:
+        """The field called `name` by its proto name or its JSON name (T20, T38)."""
+        fields = self._by_message.get(message)
+        if fields is None:
+            return find_field(message, name)
+        return fields.get(name)
+
+
 def find_field(message: descriptor.Descriptor, name: str) -> FieldDescriptor | None:
-    """The field called `name` by its proto name or its JSON name (R20, R38)."""
-    index = _FIELD_INDEX.get(message)
-    if index is None:
-        index = {f.json_name: f for f in message.fields}
-        index.update(message.fields_by_name)
-        _FIELD_INDEX[message] = index
-    return index.get(name)
+    """The field called `name` by its proto name or its JSON name (T20, T38); nothing is kept."""
+    return _fields_by_any_name(message).get(name)
+
+
+def _fields_by_any_name(message: descriptor.Descriptor) -> dict[str, FieldDescriptor]:
+    fields = {f.json_name: f for f in message.fields}
+    fields.update(message.fields_by_name)  # a proto name wins over another field's JSON name
+    return fields
 
 
 def resolve_field_path(
@@ -117,13 +145,13 @@ def is_map(field: FieldDescriptor) -> bool:
 
 
 def is_text_valued(field: FieldDescriptor) -> bool:
-    """A scalar, an enum, or a well-known type with a ProtoJSON string form (R25)."""
+    """A scalar, an enum, or a well-known type with a ProtoJSON string form (T25)."""
     message = field.message_type
     return message is None or message.full_name in _WRAPPERS or message.full_name in _WKT_PHRASE
 
 
 def descend(message: Message, fields: Sequence[FieldDescriptor]) -> Message:
-    """The sub-message holding `fields[-1]`, creating the intermediate messages (R9)."""
+    """The sub-message holding `fields[-1]`, creating the intermediate messages (T9)."""
     for field in fields[:-1]:
         message = getattr(message, field.name)
     return message
@@ -228,7 +256,7 @@ def _parse_enum(field: FieldDescriptor, text: str) -> int:
 
 
 def parse_base64(text: str) -> bytes:
-    """Standard or URL-safe base64, padding optional (R24)."""
+    """Standard or URL-safe base64, padding optional (T24)."""
     unpadded = text.rstrip("=")
     padded = unpadded + "=" * (-len(unpadded) % 4)
     try:
@@ -244,7 +272,7 @@ def _parse_wkt(field: FieldDescriptor, text: str) -> Message:
     wkt = _new_message(field)
     if name == "google.protobuf.FieldMask":
         paths = [p for p in text.split(",") if p]
-        # R25: camelCase becomes snake_case; paths already holding "_" are kept as given.
+        # T25: camelCase becomes snake_case; paths already holding "_" are kept as given.
         snake = [p if "_" in p else _UPPER.sub(r"_\1", p).lower() for p in paths]
         getattr(wkt, "paths").extend(snake)  # noqa: B009
         return wkt

@@ -2,7 +2,7 @@
 
 The option is read by re-parsing the serialized `MethodOptions` with `google.api.annotations_pb2`
 imported, so it is found even when the descriptor comes from a pool built from server reflection,
-where the extension would otherwise be an unknown field (transcoding-reference §5 pitfalls).
+where the extension would otherwise be an unknown field (docs/decisions.md T48).
 """
 
 from __future__ import annotations

@@ -8,24 +8,13 @@ either; it only sees this protocol.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-#: gRPC metadata: lower-case keys; values are str, or bytes for keys ending in "-bin".
-Metadata = Sequence[tuple[str, str | bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class CallOptions:
-    """Per-call inputs that are not the request message."""
-
-    #: request metadata, already filtered by the header allow-list.
-    metadata: Metadata = ()
-    #: seconds until the deadline (from Grpc-Timeout), or None for no deadline.
-    timeout: float | None = None
+from taskgate.rpc import CallOptions, Metadata
 
 
 @dataclass(slots=True)
@@ -40,7 +29,7 @@ class UnaryResult:
 class Invoker(Protocol):
     """Calls an RPC by its full method name ("/pkg.Service/Method").
 
-    Failures raise `gateway.status.RpcStatusError`; nothing else may escape except
+    Failures raise `taskgate.rpc.RpcStatusError`; nothing else may escape except
     `asyncio.CancelledError` (the HTTP client went away, so the call is cancelled).
     """
 

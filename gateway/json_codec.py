@@ -18,11 +18,12 @@ from taskgate.gateway import json_fast
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.field_paths import (
     FieldDescriptor,
+    FieldIndex,
     expected_value,
-    find_field,
     is_map,
     is_plain_message,
 )
+from taskgate.gateway.json_fast import dump_json, map_key
 from taskgate.gateway.options import GatewayOptions
 
 JSON_CONTENT_TYPE = "application/json"
@@ -42,13 +43,8 @@ class RenderedBody:
     content_type: str
 
 
-def dump_json(value: Any) -> bytes:
-    """Compact JSON, UTF-8, as grpc-gateway writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def load_json_body(body: bytes) -> Any:
-    """The decoded JSON of a request body; None for an empty body (R30)."""
+    """The decoded JSON of a request body; None for an empty body (T30)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -74,11 +70,14 @@ def parse_body_into(
     body_field: FieldDescriptor | None,
     *,
     ignore_unknown_fields: bool,
+    index: FieldIndex,
     pool: descriptor_pool.DescriptorPool | None = None,
 ) -> None:
-    """Merge a decoded JSON body into `request`: the whole message, or into `body_field`."""
+    """Merge a decoded JSON body into `request`: the whole message, or into `body_field`.
+
+    `index` finds fields by name (the route table's, which covers the request's messages)."""
     if value is None:
-        return  # R30: no body or `null` leaves the target unset
+        return  # T30: no body or `null` leaves the target unset
     if body_field is None:
         if not isinstance(value, dict):
             raise TranscodeError.invalid("the request body must be a JSON object")
@@ -90,11 +89,11 @@ def parse_body_into(
     # Unknown keys are dropped here rather than by json_format, whose ignore_unknown_fields
     # would also accept unknown enum names (Go's DiscardUnknown does not).
     hidden = 1 if body_field is not None and is_plain_message(body_field) else 0
-    _drop_unknown_fields(document, root, [], hidden, strict=not ignore_unknown_fields)
+    _drop_unknown_fields(document, root, [], hidden, strict=not ignore_unknown_fields, index=index)
     try:
         json_format.ParseDict(document, request, descriptor_pool=pool)
     except json_format.ParseError as exc:
-        message = _describe_parse_error(str(exc), root, body_field)
+        message = _describe_parse_error(str(exc), root, body_field, index)
         raise TranscodeError.invalid(message) from None
 
 
@@ -105,12 +104,13 @@ def _drop_unknown_fields(
     hidden: int,
     *,
     strict: bool,
+    index: FieldIndex,
 ) -> None:
     """Remove (or, when strict, reject) keys that name no field, recursively."""
     if len(path) > _MAX_DEPTH:
         raise TranscodeError.invalid("the request body is nested too deeply")
     for key in list(document):
-        field = find_field(message, key)
+        field = index.find(message, key)
         if field is None:
             if strict:
                 shown = ".".join([*path, key][hidden:])
@@ -121,7 +121,7 @@ def _drop_unknown_fields(
         if child is None or child.full_name.startswith(_WKT_PREFIX):
             continue
         for item in items:
-            _drop_unknown_fields(item, child, [*path, key], hidden, strict=strict)
+            _drop_unknown_fields(item, child, [*path, key], hidden, strict=strict, index=index)
 
 
 def _nested_messages(
@@ -151,13 +151,13 @@ def _check_top_level(field: FieldDescriptor, value: Any) -> None:
 
 
 def _describe_parse_error(
-    text: str, root: descriptor.Descriptor, body_field: FieldDescriptor | None
+    text: str, root: descriptor.Descriptor, body_field: FieldDescriptor | None, index: FieldIndex
 ) -> str:
     names: list[str] = []
     while found := _FAILED_FIELD.match(text):
         names.append(found.group(1))
         text = text[found.end() :]
-    field = _walk(root, names)
+    field = _walk(root, names, index)
     shown = names[1:] if body_field is not None and is_plain_message(body_field) else names
     if unknown := _UNKNOWN_FIELD.search(text):
         return f'unknown field "{".".join([*shown, unknown.group(1)])}" in the request body'
@@ -170,13 +170,15 @@ def _describe_parse_error(
     return f'invalid value for field "{".".join(shown)}": expected {_expected(field)}'
 
 
-def _walk(root: descriptor.Descriptor, names: list[str]) -> FieldDescriptor | None:
+def _walk(
+    root: descriptor.Descriptor, names: list[str], index: FieldIndex
+) -> FieldDescriptor | None:
     message: descriptor.Descriptor | None = root
     field = None
     for name in names:
         if message is None:
             return None
-        field = find_field(message, name)
+        field = index.find(message, name)
         if field is None:
             return None
         message = field.message_type
@@ -215,7 +217,7 @@ def render_response(
     options: GatewayOptions,
     pool: descriptor_pool.DescriptorPool | None = None,
 ) -> RenderedBody:
-    """The HTTP body of a response: the message, its `response_body` field (R35), or HttpBody."""
+    """The HTTP body of a response: the message, its `response_body` field (T35), or HttpBody."""
     target = response if response_body is None else None
     if response_body is not None and _is_singular_message(response_body):
         target = getattr(response, response_body.name)
@@ -249,7 +251,7 @@ def _field_value(
     if is_map(field):
         value_field = field.message_type.fields_by_name["value"] if field.message_type else None
         if value_field is not None and value_field.message_type is not None:
-            return {_map_key(k): message_to_value(v, options, pool) for k, v in value.items()}
+            return {map_key(k): message_to_value(v, options, pool) for k, v in value.items()}
     elif field.is_repeated and field.message_type is not None:
         return [message_to_value(item, options, pool) for item in value]
     # Scalars (and repeated/map of scalars): let json_format spell them (int64 as strings, ...).
@@ -264,9 +266,3 @@ def _field_value(
         holder, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     return rendered.get(field.name)
-
-
-def _map_key(key: Any) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    return str(key)

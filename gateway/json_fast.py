@@ -7,11 +7,14 @@ responses are made of: strings, bools, integers, enums, bytes, nested messages, 
 and maps of those, and google.protobuf.* values (delegated to json_format, one field at a time).
 Anything else (float and double fields, Any, proto2 extensions, unpopulated output) makes
 `to_value` return None, and the caller uses json_format for the whole message.
+
+`dump_json` and `map_key` are shared with json_codec, which writes what this writer declines.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +34,18 @@ _UNSUPPORTED = object()
 #: same name. Descriptors take no weak references, so the cache is simply emptied when large.
 _plans: dict[tuple[descriptor.Descriptor, bool], Any] = {}
 MAX_PLANS = 2048
+
+
+def dump_json(value: Any) -> bytes:
+    """Compact JSON, UTF-8, as grpc-gateway writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def map_key(key: Any) -> str:
+    """A map key as ProtoJSON writes it (bool keys as "true"/"false")."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
 
 
 def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
@@ -79,7 +94,7 @@ def _converter(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         key = _scalar(field.message_type.fields_by_name["key"])
         value = _single(field.message_type.fields_by_name["value"], proto_names)
-        return lambda entries: {_map_key(key(k)): value(v) for k, v in entries.items()}
+        return lambda entries: {map_key(key(k)): value(v) for k, v in entries.items()}
     single = _single(field, proto_names)
     if field.is_repeated:
         return lambda items: [single(item) for item in items]
@@ -127,9 +142,3 @@ def _to_json_string(message: Any) -> str:
 
 def _same(value: Any) -> Any:
     return value
-
-
-def _map_key(key: Any) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    return str(key)

@@ -1,6 +1,6 @@
 """HTTP headers to gRPC metadata and back, and `Grpc-Timeout`. Pure.
 
-Forwarded (grpc-gateway's default matcher, transcoding-reference #36): `authorization`,
+Forwarded (grpc-gateway's default matcher; docs/decisions.md T42, T43): `authorization`,
 `grpc-metadata-<key>` with the prefix stripped (`-bin` values base64-decoded), and the options'
 allow-list (KFP: `kubeflow-userid`). Keys are lower-cased; non-ASCII values are dropped.
 """
@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.field_paths import parse_base64
-from taskgate.gateway.invoker import CallOptions, Metadata
 from taskgate.gateway.options import GatewayOptions
+from taskgate.rpc import CallOptions, Metadata
 
 METADATA_HEADER_PREFIX = "grpc-metadata-"
 TIMEOUT_HEADER = "grpc-timeout"

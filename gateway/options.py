@@ -1,6 +1,6 @@
 """GatewayOptions: every switch of the REST transcoder, each default defined once.
 
-Two presets: `GatewayOptions.kfp()` reproduces KFP's grpc-gateway set-up (DECISIONS §5) and
+Two presets: `GatewayOptions.kfp()` reproduces KFP's grpc-gateway set-up (docs/decisions.md S7) and
 `GatewayOptions.generic()` follows the proto3 JSON mapping and grpc-gateway v2 (the defaults).
 """
 

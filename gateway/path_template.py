@@ -1,6 +1,6 @@
 """Parse `google.api.http` path templates, and percent-decode the values they capture. Pure.
 
-Grammar (http.proto, transcoding-reference R6):
+Grammar (http.proto; docs/decisions.md T6):
 
     Template = "/" [ Segments ] [ Verb ] ;
     Segments = Segment { "/" Segment } ;
@@ -57,7 +57,7 @@ class Variable:
     field_path: tuple[str, ...]
     start: int
     end: int
-    #: True for `{v=**}`, `{v=a/*}` and the like: decoded except `%2F` (R10).
+    #: True for `{v=**}`, `{v=a/*}` and the like: decoded except `%2F` (T10).
     multi_segment: bool
 
     @property
@@ -179,7 +179,7 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})?")
 
 
 def decode_path_value(raw: str, *, multi_segment: bool) -> str:
-    """Percent-decode a captured value (R10): fully, or all but `%2F` for multi-segment ones.
+    """Percent-decode a captured value (T10): fully, or all but `%2F` for multi-segment ones.
 
     `decode_path_value("a%2Fb%20c", multi_segment=True)` gives `"a%2Fb c"`.
     """

@@ -1,4 +1,4 @@
-"""Query parameters into request fields (transcoding-reference R16-R28). Pure.
+"""Query parameters into request fields (docs/decisions.md T16-T28). Pure.
 
 `?a.b=1&tags=x&tags=y&labels[k]=v`: each name is a dotted field path (proto or JSON names per
 segment), a repeated field takes one value per repetition, and a map takes `name[key]=value`.
@@ -19,10 +19,10 @@ from google.protobuf.message import Message
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.field_paths import (
     FieldDescriptor,
+    FieldIndex,
     assign,
     descend,
     expected_value,
-    find_field,
     is_map,
     is_text_valued,
     parse_text,
@@ -33,7 +33,7 @@ _PARAM = re.compile(r"(?P<path>[^\[\]]+)(?:\[(?P<key>[^\]]*)\])?")
 
 @dataclass(frozen=True, slots=True)
 class QueryBindings:
-    """What the query may not set: fields bound by the path or the body (R16-R18)."""
+    """What the query may not set: fields bound by the path or the body (T16-T18)."""
 
     path_bound: tuple[tuple[str, ...], ...]
     #: "*", a top-level field name, or None.
@@ -46,7 +46,7 @@ class _UnknownFieldError(Exception):
 
 
 def parse_query_string(query: str) -> dict[str, list[str]]:
-    """Form-decode a raw query string (`+` is a space, R26), values grouped by name in order."""
+    """Form-decode a raw query string (`+` is a space, T26), values grouped by name in order."""
     try:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
@@ -57,7 +57,9 @@ def parse_query_string(query: str) -> dict[str, list[str]]:
     return grouped
 
 
-def apply_query(request: Message, params: dict[str, list[str]], bindings: QueryBindings) -> None:
+def apply_query(
+    request: Message, params: dict[str, list[str]], bindings: QueryBindings, index: FieldIndex
+) -> None:
     """Set request fields from the query; TranscodeError names the offending parameter."""
     if not params:
         return
@@ -67,15 +69,15 @@ def apply_query(request: Message, params: dict[str, list[str]], bindings: QueryB
             raise TranscodeError.invalid(
                 f'query parameter "{name}" is not allowed: the body is the whole request'
             )
-        return  # R17
+        return  # T17
     oneofs: dict[tuple[tuple[str, ...], str], str] = {}
     for name, values in params.items():
         try:
-            fields, key = _resolve(cast(descriptor.Descriptor, request.DESCRIPTOR), name)
+            fields, key = _resolve(cast(descriptor.Descriptor, request.DESCRIPTOR), name, index)
         except _UnknownFieldError:
             if bindings.strict:
                 raise TranscodeError.invalid(f'unknown query parameter "{name}"') from None
-            continue  # R27
+            continue  # T27
         if _is_bound(fields, bindings, name):
             continue
         values = _values_for(name, fields[-1], key, values, bindings.strict)
@@ -86,7 +88,7 @@ def apply_query(request: Message, params: dict[str, list[str]], bindings: QueryB
 
 
 def _resolve(
-    message: descriptor.Descriptor, name: str
+    message: descriptor.Descriptor, name: str, index: FieldIndex
 ) -> tuple[tuple[FieldDescriptor, ...], str | None]:
     found = _PARAM.fullmatch(name)
     if found is None:
@@ -96,7 +98,7 @@ def _resolve(
     for part in found.group("path").split("."):
         if current is None:
             raise _UnknownFieldError
-        field = find_field(current, part)
+        field = index.find(current, part)
         if field is None:
             raise _UnknownFieldError
         if fields and fields[-1].is_repeated:
@@ -118,7 +120,7 @@ def _is_bound(fields: Sequence[FieldDescriptor], bindings: QueryBindings, name: 
         return False
     if bindings.strict:
         raise TranscodeError.invalid(f'query parameter "{name}" names a field set by {where}')
-    return True  # R18: ignored
+    return True  # T18: ignored
 
 
 def _values_for(

@@ -1,6 +1,6 @@
 """Build the request message of a matched route from the body, the path and the query. Pure.
 
-Order (transcoding-reference R16-R19, R29-R30): the body first, then path variables (the path
+Order (docs/decisions.md T16-T19, T29-T30): the body first, then path variables (the path
 wins over the body), then query parameters for the fields neither of them binds.
 """
 
@@ -42,14 +42,14 @@ def build_request(
             body_field=route.body_field,
             strict=options.strict,
         )
-        apply_query(request, parse_query_string(query), bindings)
+        apply_query(request, parse_query_string(query), bindings, route.field_index)
     if document is not None:
         _fill_field_mask(route, request, document)
     return request
 
 
 def _fill_field_mask(route: Route, request: Message, document: Any) -> None:
-    """R34: a PATCH without a mask updates exactly the fields its body names."""
+    """T34: a PATCH without a mask updates exactly the fields its body names."""
     mask = mask_field(route.http_method, route.body_descriptor, request)
     body = route.body_descriptor
     if mask is None or body is None or body.message_type is None or request.HasField(mask.name):
@@ -67,9 +67,9 @@ def _apply_body(
 ) -> Any:
     """Merge the body into the request; the decoded JSON (None for none or a raw body)."""
     if route.body_field is None:
-        return None  # R33: a body on a route without one is ignored
+        return None  # T33: a body on a route without one is ignored
     if route.request_is_http_body:
-        if body:  # R36: raw bytes and the request's Content-Type
+        if body:  # T36: raw bytes and the request's Content-Type
             target = request if route.body_descriptor is None else _sub_message(request, route)
             setattr(target, "content_type", content_type)  # noqa: B010
             setattr(target, "data", body)  # noqa: B010
@@ -80,6 +80,7 @@ def _apply_body(
         request,
         route.body_descriptor,
         ignore_unknown_fields=not options.strict,
+        index=route.field_index,
         pool=route.pool,
     )
     return document
@@ -116,7 +117,7 @@ def _apply_path_variable(
         raise TranscodeError.invalid(
             f'the body sets "{variable.name}" to a value other than the path\'s'
         )
-    setattr(holder, leaf.name, value)  # R19: the path wins
+    setattr(holder, leaf.name, value)  # T19: the path wins
 
 
 def _body_covers(route: Route, fields: tuple[FieldDescriptor, ...]) -> bool:

@@ -1,7 +1,7 @@
 """Match HTTP requests to RPCs: a route table built from service descriptors. Pure.
 
 A trie over raw (still percent-encoded) path segments, tried literal before `*` before `**` with
-backtracking, so precedence never depends on declaration order (transcoding-reference R12-R15).
+backtracking, so precedence never depends on declaration order (docs/decisions.md T12-T15).
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from google.protobuf import descriptor, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from taskgate.gateway.field_paths import FieldDescriptor, FieldPathError, resolve_field_path
+from taskgate.gateway.field_paths import (
+    FieldDescriptor,
+    FieldIndex,
+    FieldPathError,
+    resolve_field_path,
+)
 from taskgate.gateway.http_rules import HttpBinding, RouteConfigError, http_bindings_for
 from taskgate.gateway.path_template import (
     PathTemplate,
@@ -52,16 +57,16 @@ class Route:
     http_method: str
     template: PathTemplate
     request_class: type[Message]
-    response_class: type[Message]
     #: None (no body), "*" (the whole request) or a top-level request field name.
     body_field: str | None
-    #: None (the whole response) or a top-level response field name.
-    response_body_field: str | None
     server_streaming: bool
     #: each path variable with the request fields it names.
     path_fields: tuple[tuple[Variable, tuple[FieldDescriptor, ...]], ...]
     body_descriptor: FieldDescriptor | None
     response_body_descriptor: FieldDescriptor | None
+    #: the fields of the request and of every message in it, by proto or JSON name; shared by
+    #: the routes of one table and gone with it.
+    field_index: FieldIndex
 
     @property
     def pool(self) -> descriptor_pool.DescriptorPool:
@@ -128,10 +133,12 @@ class RouteTable:
     @classmethod
     def from_services(cls, services: Iterable[descriptor.ServiceDescriptor]) -> RouteTable:
         """Routes for every annotated unary or server-streaming method; RouteConfigError if bad."""
+        services = tuple(services)
+        index = FieldIndex(method.input_type for s in services for method in s.methods)
         routes: list[Route] = []
         for service in services:
             for method in service.methods:
-                routes.extend(_routes_for(method))
+                routes.extend(_routes_for(method, index))
         return cls(routes)
 
     def match(self, http_method: str, raw_path: str) -> RouteMatch | NoRoute | MethodNotAllowed:
@@ -141,7 +148,7 @@ class RouteTable:
             return NoRoute()
         segments = path[1:].split("/")
         while segments and not segments[-1]:
-            segments.pop()  # R14: a trailing "/" is tolerated
+            segments.pop()  # T14: a trailing "/" is tolerated
         allowed: set[str] = set()
         for attempt, verb in self._attempts(segments):
             for table in _candidates(self._root, attempt, 0, verb):
@@ -152,7 +159,7 @@ class RouteTable:
         return MethodNotAllowed(frozenset(allowed)) if allowed else NoRoute()
 
     def _attempts(self, segments: list[str]) -> Iterator[tuple[list[str], str | None]]:
-        # R13: a registered verb is tried first, then the colon is taken as part of the literal.
+        # T13: a registered verb is tried first, then the colon is taken as part of the literal.
         head, colon, verb = segments[-1].rpartition(":") if segments else ("", "", "")
         if colon and verb in self._verbs:
             yield [*segments[:-1], head], verb
@@ -204,7 +211,7 @@ def _captures(template: PathTemplate, segments: Sequence[str]) -> tuple[tuple[Va
 
 
 def _normalize(segment: str) -> str:
-    """Compare literals in one encoded form: unreserved characters decoded (R7)."""
+    """Compare literals in one encoded form: unreserved characters decoded (T7)."""
     if "%" not in segment:
         return segment
     return _ESCAPE.sub(_normalize_escape, segment)
@@ -219,15 +226,15 @@ def _is_http_body(message: descriptor.Descriptor | None) -> bool:
     return message is not None and message.full_name == HTTP_BODY
 
 
-def _routes_for(method: descriptor.MethodDescriptor) -> list[Route]:
+def _routes_for(method: descriptor.MethodDescriptor, index: FieldIndex) -> list[Route]:
     bindings = http_bindings_for(method)
     if bindings and method.client_streaming:
         log.warning("skipping %s: client streaming has no HTTP mapping here", method.full_name)
         return []
-    return [_route(method, binding) for binding in bindings]
+    return [_route(method, binding, index) for binding in bindings]
 
 
-def _route(method: descriptor.MethodDescriptor, binding: HttpBinding) -> Route:
+def _route(method: descriptor.MethodDescriptor, binding: HttpBinding, index: FieldIndex) -> Route:
     where = f"{method.full_name} ({binding.http_method} {binding.path})"
     try:
         template = parse_path_template(binding.path)
@@ -241,13 +248,12 @@ def _route(method: descriptor.MethodDescriptor, binding: HttpBinding) -> Route:
         http_method=binding.http_method,
         template=template,
         request_class=message_factory.GetMessageClass(method.input_type),
-        response_class=message_factory.GetMessageClass(method.output_type),
         body_field=binding.body or None,
-        response_body_field=binding.response_body or None,
         server_streaming=method.server_streaming,
         path_fields=tuple((v, _path_field(method, v, where)) for v in template.variables),
         body_descriptor=body,
         response_body_descriptor=response_body,
+        field_index=index,
     )
 
 

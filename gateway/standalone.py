@@ -20,6 +20,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2
 
+from taskgate.command import DEFAULT_HTTP_ADDRESS, SignalHandlers
 from taskgate.gateway.app import create_gateway_app, replace_routes
 from taskgate.gateway.discovery import (
     DiscoveredServices,
@@ -48,8 +49,8 @@ class StandaloneConfig:
     """What `taskgate gateway` was asked to do."""
 
     upstream: str
-    host: str = "127.0.0.1"
-    port: int = 8888
+    host: str = DEFAULT_HTTP_ADDRESS.host
+    port: int = DEFAULT_HTTP_ADDRESS.port
     options: GatewayOptions = field(default_factory=GatewayOptions.generic)
     descriptor_set: Path | None = None
     #: seconds between re-discoveries; 0 never (SIGHUP still refreshes).
@@ -57,22 +58,19 @@ class StandaloneConfig:
 
 
 async def run_gateway(config: StandaloneConfig) -> int:
-    """Serve until SIGTERM/SIGINT; return the exit code."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    """Serve until SIGTERM/SIGINT (SIGHUP refreshes); return the exit code."""
     try:
-        async with gateway_serving(config) as running:
-            loop.add_signal_handler(signal.SIGHUP, running.request_refresh)
-            log.info(
-                "taskgate gateway ready: REST on %s:%d for %s (%d routes)",
-                config.host,
-                running.port,
-                config.upstream,
-                len(running.routes.routes),
-            )
-            await stop.wait()
+        with SignalHandlers() as signals:
+            async with gateway_serving(config) as running:
+                signals.on(signal.SIGHUP, running.request_refresh)
+                log.info(
+                    "taskgate gateway ready: REST on %s:%d for %s (%d routes)",
+                    config.host,
+                    running.port,
+                    config.upstream,
+                    len(running.routes.routes),
+                )
+                await signals.stop.wait()
     except GatewayStartupError as error:
         log.error("cannot start: %s", error)
         return 1

@@ -2,7 +2,7 @@
 
 An error before the first message propagates, so the caller answers it as a normal error with
 its HTTP status; after the first message it becomes a last line `{"error": <Status>}` (NDJSON)
-or an `event: error` (SSE) on the 200 response (transcoding-reference §2.10).
+or an `event: error` (SSE) on the 200 response (docs/decisions.md T45).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
 from taskgate.gateway.errors import status_from_exception, status_to_dict
-from taskgate.gateway.json_codec import DEFAULT_BINARY_CONTENT_TYPE, dump_json, render_response
+from taskgate.gateway.json_codec import DEFAULT_BINARY_CONTENT_TYPE, render_response
+from taskgate.gateway.json_fast import dump_json
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.routing import Route
-from taskgate.gateway.status import RpcStatus
+from taskgate.rpc import RpcStatus
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,20 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from taskgate.gateway.invoker import CallOptions, UnaryResult
-from taskgate.gateway.status import RpcStatus, RpcStatusError
+from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.invoker import UnaryResult
+from taskgate.rpc import (
+    MAX_MESSAGE_BYTES,
+    STATUS_DETAILS_KEY,
+    CallOptions,
+    RpcStatus,
+    RpcStatusError,
+)
 
 log = logging.getLogger(__name__)
 
 BAD_GATEWAY = 502
 
-#: Like KFP's client: large pipeline specs travel through this gateway.
-MAX_MESSAGE_BYTES: Final = 100 * 1024 * 1024
 #: Keepalive stays off (grpc's client default); reconnect quickly once the upstream is back.
 CHANNEL_OPTIONS: Final[Sequence[tuple[str, int]]] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -34,7 +39,6 @@ CHANNEL_OPTIONS: Final[Sequence[tuple[str, int]]] = (
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 5000),
 )
-STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
 #: How grpc-core words "no connection" (as opposed to an UNAVAILABLE the service chose to send).
 _TRANSPORT_PREFIXES: Final = (
     "failed to connect to all addresses",
@@ -168,5 +172,6 @@ class GrpcInvoker:
             log.warning("undecodable response from %s to %s", self._upstream, method)
             message = f"upstream {self._upstream} sent a malformed response to {method}"
             # 502 Bad Gateway: the upstream, not the gateway, misbehaved.
-            status = RpcStatus(grpc.StatusCode.INTERNAL, message)
-            raise RpcStatusError(status, http_status=BAD_GATEWAY) from None
+            raise TranscodeError(
+                grpc.StatusCode.INTERNAL, message, http_status=BAD_GATEWAY
+            ) from None

@@ -5,4 +5,4 @@ import sys
 
 from taskgate.server.cli import main
 
-sys.exit(main(["serve", *sys.argv[1:]]))
+sys.exit(main())

@@ -1,6 +1,6 @@
 """KFP's error model: a wrapped internal chain, an external message and a gRPC code.
 
-KFP's `util.UserError` (kfp-reference §2.1) carries three things: the internal error chain that
+KFP's `util.UserError` (docs/decisions.md K2) carries three things: the internal error chain that
 becomes the gRPC status message ("Failed to create list options: Invalid input error: ..."), the
 short external message that goes into the `api.Error` detail, and a code. `ServiceError` is that
 object; `to_status` turns it into what a client sees.

@@ -1,10 +1,10 @@
 """KFP's `filter` parameter: decode, parse, validate and map to store conditions.
 
-Pure. Follows kfp-reference §2.7 (keys, predicate checks and their messages) with taskgate's
-deliberate differences (DECISIONS #7, #8, #10): the value is parsed as JSON first and URL-decoded
-only if that fails; a value whose type does not fit the key's column is rejected, naming the key.
-The result is canonical (sorted), so the same filter re-sent with a page token compares equal
-(DECISIONS #6).
+Pure. Follows KFP's rules for keys, predicate checks and their messages (docs/decisions.md
+K10-K13) with taskgate's deliberate differences (D7, D8, D10): the value is parsed as JSON
+first and URL-decoded only if that fails; a value whose type does not fit the key's column is
+rejected, naming the key. The result is canonical (sorted), so the same filter re-sent with a
+page token compares equal (D6, C2).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from google.protobuf import json_format
 
 from taskgate.api import filter_pb2
 from taskgate.server.errors import ServiceError, echo, invalid_input
+from taskgate.server.validation import MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS
 from taskgate.store.records import Column, Condition, Op
 
 Op_ = filter_pb2.Predicate.Op
 
-#: Filter keys (case-sensitive KFP API names) → store columns (kfp-reference §2.7.2).
+#: Filter keys (case-sensitive KFP API names) → store columns (docs/decisions.md K11).
 FILTER_KEYS: Mapping[str, Column] = {
     "id": Column.ID,
     "namespace": Column.NAMESPACE,
@@ -67,8 +68,6 @@ GO_VALUE_TYPES: Mapping[str, str] = {
 }
 ARRAY_VALUES = frozenset({"int_values", "long_values", "string_values"})
 STRING_VALUES = frozenset({"string_value", "string_values"})
-#: Timestamp.seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
-MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 Filter = tuple[Condition, ...]
 
@@ -77,7 +76,7 @@ def parse_filter_message(text: str) -> filter_pb2.Filter | None:
     """Decode and parse a `filter` value ("" gives None); `validate_filter` checks it.
 
     The two stages are apart because KFP reports JSON errors before page-size and sort errors,
-    and key and predicate errors after them (kfp-reference §2.4).
+    and key and predicate errors after them (docs/decisions.md K5).
     """
     return _parse_filter_message(text) if text else None
 
@@ -86,7 +85,7 @@ def _parse_filter_message(text: str) -> filter_pb2.Filter:
     try:
         return _parse_json(text)
     except ValueError as first_error:
-        # DECISIONS #7: KFP's UI encodes the filter twice; raw-JSON callers don't. Only when the
+        # Decision D7: KFP's UI encodes the filter twice; raw-JSON callers don't. Only when the
         # value is not JSON as it stands, URL-decode it once more and try again.
         decoded = unquote_plus(text)
         if decoded == text:
@@ -184,7 +183,7 @@ def _value(
         )
     if kind == "timestamp_value":
         seconds = predicate.timestamp_value.seconds
-        if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
             raise invalid_input(f"invalid timestamp: seconds:{seconds} is out of range")
         return seconds  # KFP compares Unix seconds, fraction truncated
     if kind == "int_values":

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from taskgate.server.pipeline import CallContext, CallError, CallPipeline, Method
-
-GRPC_DETAILS_KEY = "grpc-status-details-bin"
-#: KFP's driver client accepts replies up to 100 MiB; accept requests as large.
-MAX_MESSAGE_BYTES = 100 * 1024 * 1024
-
-GrpcBehavior = Callable[[Message, grpc.aio.ServicerContext[Message, Message]], Awaitable[Message]]
+from taskgate.rpc import (
+    MAX_MESSAGE_BYTES,
+    STATUS_DETAILS_KEY,
+    CallOptions,
+    RpcStatus,
+    RpcStatusError,
+    code_number,
+)
+from taskgate.server.pipeline import CallPipeline, Method
 
 
 def create_grpc_server(pipeline: CallPipeline, *, reuse_port: bool = False) -> grpc.aio.Server:
@@ -46,15 +46,15 @@ def _method_handler(
     async def behavior(
         request: Message, context: grpc.aio.ServicerContext[Message, Message]
     ) -> Message:
-        call = CallContext(
-            method=full_name,
+        options = CallOptions(
             metadata=tuple(context.invocation_metadata() or ()),
             timeout=context.time_remaining(),
         )
         try:
-            return await pipeline.call(request, call)
-        except CallError as failure:
-            await context.abort(failure.code, failure.message, _details_metadata(failure))
+            return await pipeline.call(full_name, request, options)
+        except RpcStatusError as failure:
+            status = failure.status
+            await context.abort(status.code, status.message, _details_metadata(status))
             raise AssertionError("unreachable: abort raises") from None
 
     return grpc.unary_unary_rpc_method_handler(
@@ -64,10 +64,10 @@ def _method_handler(
     )
 
 
-def _details_metadata(failure: CallError) -> tuple[tuple[str, bytes], ...]:
-    if not failure.details:
+def _details_metadata(status: RpcStatus) -> tuple[tuple[str, bytes], ...]:
+    if not status.details:
         return ()
-    status = status_pb2.Status(
-        code=failure.code.value[0], message=failure.message, details=failure.details
+    proto = status_pb2.Status(
+        code=code_number(status.code), message=status.message, details=status.details
     )
-    return ((GRPC_DETAILS_KEY, status.SerializeToString()),)
+    return ((STATUS_DETAILS_KEY, proto.SerializeToString()),)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -18,20 +17,20 @@ from dataclasses import dataclass
 import grpc
 
 from taskgate.api import task_pb2
+from taskgate.command import Address, SignalHandlers
 from taskgate.gateway.app import create_gateway_app
 from taskgate.gateway.http_server import start_http
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.routing import RouteTable
+from taskgate.server.database import database_url, migrated_pool
 from taskgate.server.grpc_server import create_grpc_server
+from taskgate.server.health import Health
 from taskgate.server.local_invoker import LocalInvoker
 from taskgate.server.pipeline import CallPipeline
-from taskgate.server.reflection import Health, enable_reflection
-from taskgate.server.settings import Address, ServeSettings
+from taskgate.server.reflection import enable_reflection
+from taskgate.server.settings import ServeSettings
 from taskgate.server.task_service import SERVICE_NAME, TaskService
-from taskgate.store.embedded import EmbeddedPostgres
 from taskgate.store.errors import StoreError
-from taskgate.store.migrate import apply_migrations
-from taskgate.store.pool import pool_context
 from taskgate.store.task_store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -51,21 +50,18 @@ class RunningServer:
 
 async def run_serve(settings: ServeSettings, *, reuse_port: bool = False) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        async with serving(settings, reuse_port=reuse_port) as running:
-            log.info(
-                "taskgate ready: gRPC on %s:%d, REST on %s:%d",
-                settings.grpc_address.host,
-                running.grpc_port,
-                settings.http_address.host,
-                running.http_port,
-            )
-            await stop.wait()
-            log.info("shutting down (grace period %.0fs)", settings.grace_period)
+        with SignalHandlers() as signals:
+            async with serving(settings, reuse_port=reuse_port) as running:
+                log.info(
+                    "taskgate ready: gRPC on %s:%d, REST on %s:%d",
+                    settings.grpc_address.host,
+                    running.grpc_port,
+                    settings.http_address.host,
+                    running.http_port,
+                )
+                await signals.stop.wait()
+                log.info("shutting down (grace period %.0fs)", settings.grace_period)
     except (StartupError, StoreError) as error:
         log.error("cannot start: %s", error)
         return 1
@@ -79,16 +75,8 @@ async def serving(
 ) -> AsyncIterator[RunningServer]:
     """Everything `taskgate serve` runs, started; stopped gracefully on exit."""
     async with AsyncExitStack() as stack:
-        dsn = settings.database_url
-        if dsn is None:
-            embedded = EmbeddedPostgres(settings.data_dir)
-            log.info("starting the embedded PostgreSQL in %s", settings.data_dir.resolve())
-            dsn = await embedded.start()
-            stack.push_async_callback(embedded.stop)
-        pool = await stack.enter_async_context(pool_context(dsn))
-        applied = await apply_migrations(pool)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
+        dsn = await stack.enter_async_context(database_url(settings))
+        pool = await stack.enter_async_context(migrated_pool(dsn))
         store = TaskStore(pool)
         # Read (or create) the page-token key now, while the database is known to be up, so that
         # ListTasks validates before it ever needs the database (KFP's error order holds even

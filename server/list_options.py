@@ -1,4 +1,4 @@
-"""ListTasks request → store query, in KFP's validation order (kfp-reference §2.4–2.6).
+"""ListTasks request → store query, in KFP's validation order (docs/decisions.md K5-K9, K14).
 
 Pure: the page-token key is passed in. Errors are `ServiceError`s already wrapped the way KFP
 wraps them ("Failed to create list options: ...", "Validating filter failed.: ...").
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from taskgate.api import resource_reference_pb2, task_pb2
 from taskgate.server.errors import ServiceError, echo, invalid_input, invalid_input_with_details
-from taskgate.server.filters import Filter, parse_filter_message, validate_filter
+from taskgate.server.filters import FILTER_KEYS, Filter, parse_filter_message, validate_filter
 from taskgate.server.page_tokens import PageToken, PageTokenError, decode_page_token
 from taskgate.store.records import Column, Condition, Cursor, Op, TaskQuery
 
@@ -20,20 +20,12 @@ MAX_PAGE_SIZE = 200
 LIST_OPTIONS_FAILED = "Failed to create list options"
 FILTER_FAILED = "Validating filter failed."
 
-#: sort_by field names, matched after lower-casing (DECISIONS #9: all eight are sortable).
-SORT_FIELDS: Mapping[str, Column] = {
-    "id": Column.ID,
-    "namespace": Column.NAMESPACE,
-    "pipelinename": Column.PIPELINE_NAME,
-    "runid": Column.RUN_ID,
-    "mlmdexecutionid": Column.MLMD_EXECUTION_ID,
-    "created_at": Column.CREATED_AT,
-    "finished_at": Column.FINISHED_AT,
-    "fingerprint": Column.FINGERPRINT,
-}
+#: sort_by field names: the filter keys, matched after lower-casing (decision D9: all eight are
+#: sortable).
+SORT_FIELDS: Mapping[str, Column] = {key.lower(): column for key, column in FILTER_KEYS.items()}
 
 ResourceType = resource_reference_pb2.ResourceType
-#: DECISIONS #1: the resource types that filter tasks, and the column each one filters.
+#: Decision D1: the resource types that filter tasks, and the column each one filters.
 REFERENCE_COLUMNS: Mapping[int, Column] = {
     ResourceType.PIPELINE: Column.PIPELINE_NAME,
     ResourceType.NAMESPACE: Column.NAMESPACE,
@@ -57,7 +49,7 @@ class ListPlan:
     options: ListOptions
 
     def next_page_token(self, cursor: Cursor) -> PageToken:
-        # The resource reference is not kept: KFP takes it from each request (§2.6.5).
+        # The resource reference is not kept: KFP takes it from each request (K9).
         return PageToken(
             self.options.sort, self.options.descending, self.options.conditions, cursor
         )
@@ -92,7 +84,7 @@ def _list_options(
     token = _decode_token(request.page_token, token_key)
     options = ListOptions(token.sort, token.descending, token.conditions)
     if request.sort_by or request.filter:
-        # KFP: criteria re-sent with a token must match the token's. DECISIONS #6: compare the
+        # KFP: criteria re-sent with a token must match the token's. Decision D6: compare the
         # parsed, canonical form, so the same filter re-sent is accepted.
         filter_message = parse_filter_message(request.filter)
         sort, descending = parse_sort_by(request.sort_by)
@@ -109,7 +101,7 @@ def _list_options(
 def check_page_size(page_size: int) -> int:
     """0 → the default (20); above the maximum → the maximum (200); negative → an error."""
     if page_size < 0:
-        # DECISIONS #3: the real number, where KFP prints '\uFFFD'.
+        # Decision D3: the real number, where KFP prints '\uFFFD'.
         raise invalid_input(f"The page size should be greater than 0. Got '{page_size}'")
     if page_size == 0:
         return DEFAULT_PAGE_SIZE
@@ -136,7 +128,7 @@ def _decode_token(text: str, key: bytes) -> PageToken:
     try:
         return decode_page_token(text, key)
     except PageTokenError as error:
-        # DECISIONS #4: "page", where KFP 1.x says "package".
+        # Decision D4: "page", where KFP 1.x says "package".
         raise invalid_input_with_details(str(error), "Invalid page token.") from None
 
 
@@ -151,7 +143,7 @@ def _reference_conditions(request: task_pb2.ListTasksRequest) -> tuple[Condition
             raise invalid_input(message).wrap(FILTER_FAILED)
         return (Condition(column, Op.EQ, key.id),)
     if key.type in (ResourceType.EXPERIMENT, ResourceType.JOB, ResourceType.PIPELINE_VERSION):
-        # DECISIONS #2: KFP 1.8 silently ignores these and returns everything.
+        # Decision D2: KFP 1.8 silently ignores these and returns everything.
         name = ResourceType.Name(key.type)
         raise invalid_input(f"Unsupported resource type for tasks: {name}").wrap(FILTER_FAILED)
     name = ResourceType.Name(key.type) if key.type in ResourceType.values() else str(key.type)

@@ -11,29 +11,23 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import Message
 
-from taskgate.gateway.invoker import CallOptions, UnaryResult
-from taskgate.gateway.status import RpcStatus, RpcStatusError
-from taskgate.server.pipeline import CallContext, CallError, CallPipeline
+from taskgate.gateway.invoker import UnaryResult
+from taskgate.rpc import CallOptions, RpcStatusError
+from taskgate.server.pipeline import CallPipeline
 
 #: What a gRPC upstream sends as response headers; grpc-gateway forwards it as
-#: Grpc-Metadata-Content-Type, a small fingerprint of KFP's stack (kfp-reference §3.3).
+#: Grpc-Metadata-Content-Type, a small fingerprint of KFP's stack (docs/decisions.md K18).
 RESPONSE_HEADERS = (("content-type", "application/grpc"),)
 
 
 class LocalInvoker:
-    """Runs unary calls through the pipeline and reports failures as RpcStatusError."""
+    """Runs unary calls through the pipeline (whose failures are already RpcStatusError)."""
 
     def __init__(self, pipeline: CallPipeline) -> None:
         self._pipeline = pipeline
 
     async def unary(self, method: str, request: Message, options: CallOptions) -> UnaryResult:
-        context = CallContext(method=method, metadata=options.metadata, timeout=options.timeout)
-        try:
-            response = await self._pipeline.call(request, context)
-        except CallError as failure:
-            raise RpcStatusError(
-                RpcStatus(failure.code, failure.message, failure.details)
-            ) from None
+        response = await self._pipeline.call(method, request, options)
         return UnaryResult(response, header_metadata=RESPONSE_HEADERS)
 
     def server_stream(

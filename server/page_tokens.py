@@ -1,4 +1,4 @@
-"""Opaque, signed page tokens (DECISIONS #5).
+"""Opaque, signed page tokens (docs/decisions.md D5).
 
 A token carries what KFP's does (sort column and direction, the filter, the first row of the next
 page) but is opaque: compact JSON, then an HMAC-SHA256 tag keyed by a secret that lives in the

@@ -10,40 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import grpc
-from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from taskgate.rpc import CallOptions, RpcStatusError
 from taskgate.server.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-Metadata = Sequence[tuple[str, str | bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class CallContext:
-    """What a handler may know about its call, whichever door it came through."""
-
-    method: str
-    metadata: Metadata = ()
-    #: Seconds left until the caller's deadline, or None.
-    timeout: float | None = None
-
-
-Handler = Callable[[Message, CallContext], Awaitable[Message]]
-
-
-@dataclass(frozen=True, slots=True)
-class CallError(Exception):
-    """A call that ended in a non-OK status: what the client will see."""
-
-    code: grpc.StatusCode
-    message: str
-    details: tuple[any_pb2.Any, ...] = field(default_factory=tuple)
+#: A servicer method: the request and what the caller sent with it (metadata, deadline).
+Handler = Callable[[Message, CallOptions], Awaitable[Message]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,35 +40,38 @@ class CallPipeline:
     def __init__(self, methods: Mapping[str, Method]) -> None:
         self.methods = dict(methods)
 
-    async def call(self, request: Message, context: CallContext) -> Message:
-        """Run one call; raises CallError for every failure except cancellation."""
+    async def call(self, method: str, request: Message, options: CallOptions) -> Message:
+        """Run one call of `method` ("/pkg.Service/Method"); raises RpcStatusError for every
+        failure except cancellation."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await self._run(request, context)
-        except CallError as failure:
-            code = failure.code
+            return await self._run(method, request, options)
+        except RpcStatusError as failure:
+            code = failure.status.code
             raise
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED  # the caller went away
             raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            log.debug("%s %s %.1fms", context.method, code.name, elapsed_ms)
+            log.debug("%s %s %.1fms", method, code.name, elapsed_ms)
 
-    async def _run(self, request: Message, context: CallContext) -> Message:
-        method = self.methods.get(context.method)
+    async def _run(self, name: str, request: Message, options: CallOptions) -> Message:
+        method = self.methods.get(name)
         if method is None:
-            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {context.method}")
+            raise RpcStatusError.of(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {name}")
         try:
-            async with asyncio.timeout(context.timeout):
-                return await method.handler(request, context)
+            async with asyncio.timeout(options.timeout):
+                return await method.handler(request, options)
         except ServiceError as error:
             if error.code != grpc.StatusCode.INVALID_ARGUMENT:
-                log.warning("%s failed: %s", context.method, error.chain)
-            raise CallError(error.code, error.chain, error.details()) from None
+                log.warning("%s failed: %s", name, error.chain)
+            raise RpcStatusError.of(error.code, error.chain, error.details()) from None
         except TimeoutError:
-            raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise RpcStatusError.of(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+            ) from None
         except Exception:
-            log.exception("%s failed unexpectedly", context.method)
-            raise CallError(grpc.StatusCode.INTERNAL, "Internal error") from None
+            log.exception("%s failed unexpectedly", name)
+            raise RpcStatusError.of(grpc.StatusCode.INTERNAL, "Internal error") from None

@@ -1,4 +1,4 @@
-"""Server reflection v1 and v1alpha, and the gRPC health service.
+"""Server reflection v1 and v1alpha.
 
 grpcio-reflection ships only v1alpha. The v1 protocol has the same messages under another
 package, so the v1 service is the v1alpha servicer behind the v1 name, and a v1 file (the v1alpha
@@ -8,11 +8,11 @@ reflection can describe the v1 service too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
@@ -44,12 +44,20 @@ def _to_v1(type_name: str) -> str:
     return type_name.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.", 1)
 
 
-def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
-    """Serve reflection v1alpha and v1 for service_names (and for themselves and health)."""
+def enable_reflection(
+    server: grpc.aio.Server,
+    service_names: Iterable[str],
+    versions: Collection[str] = ("v1alpha", "v1"),
+) -> None:
+    """Serve reflection `versions` for service_names (and for themselves and health)."""
+    by_version = {"v1alpha": reflection.SERVICE_NAME, "v1": V1_SERVICE}
+    names = [*service_names, health.SERVICE_NAME, *(by_version[v] for v in versions)]
+    if "v1alpha" in versions:
+        reflection.enable_server_reflection(names, server)
+    if "v1" not in versions:
+        return
     _add_v1_descriptor()
-    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME, V1_SERVICE]
     servicer = reflection.aio.ReflectionServicer(names)
-    reflection.enable_server_reflection(names, server)
     v1_method = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
@@ -58,40 +66,3 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(V1_SERVICE, {"ServerReflectionInfo": v1_method}),)
     )
-
-
-class Health:
-    """grpc.health.v1.Health and `/healthz` from one state (DECISIONS §2: ready means SERVING).
-
-    NOT_SERVING until `set_serving`; `set_not_serving` while the database is unreachable;
-    `shut_down` is final (the process is stopping).
-    """
-
-    def __init__(self, server: grpc.aio.Server, services: Iterable[str]) -> None:
-        self._servicer = health.aio.HealthServicer()
-        self._services = ("", *services)
-        self._serving = False
-        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
-
-    async def start(self) -> None:
-        await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    async def set_serving(self) -> None:
-        await self._set(health_pb2.HealthCheckResponse.SERVING)
-        self._serving = True
-
-    async def set_not_serving(self) -> None:
-        self._serving = False
-        await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    async def shut_down(self) -> None:
-        self._serving = False
-        await self._servicer.enter_graceful_shutdown()
-
-    async def is_serving(self) -> bool:
-        """What the gRPC health service answers for the server as a whole."""
-        return self._serving
-
-    async def _set(self, status: int) -> None:
-        for name in self._services:
-            await self._servicer.set(name, status)

@@ -1,7 +1,7 @@
 """The TaskService servicer: validate → store → convert. Nothing else.
 
-Handlers take (request, CallContext) and run inside the call pipeline, so the same code answers
-both doors. CreateTaskV1/ListTasksV1 are the names KFP 2.x clients call (DECISIONS §3).
+Handlers take (request, CallOptions) and run inside the call pipeline, so the same code answers
+both doors. CreateTaskV1/ListTasksV1 are the names KFP 2.x clients call (decision K1).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from typing import cast
 
 from taskgate.api import task_pb2
+from taskgate.rpc import CallOptions
 from taskgate.server.converters import record_to_task
 from taskgate.server.errors import internal, unavailable
 from taskgate.server.list_options import plan_list
 from taskgate.server.page_tokens import encode_page_token
-from taskgate.server.pipeline import CallContext, Handler, Method
+from taskgate.server.pipeline import Handler, Method
 from taskgate.server.validation import check_create_task
 from taskgate.store.errors import StoreError, StoreUnavailableError
 from taskgate.store.task_store import TaskStore
@@ -28,13 +29,13 @@ INT32_MAX = 2**31 - 1
 
 
 class TaskService:
-    """KFP's task server (kfp-reference §2.2–2.8) on a TaskStore."""
+    """KFP's task server (docs/decisions.md K2-K14) on a TaskStore."""
 
     def __init__(self, store: TaskStore) -> None:
         self._store = store
 
     async def CreateTask(
-        self, request: task_pb2.CreateTaskRequest, context: CallContext
+        self, request: task_pb2.CreateTaskRequest, options: CallOptions
     ) -> task_pb2.Task:
         new_task = check_create_task(request)
         with _store_errors("Failed to create a new task.", "Failed to add task to task table"):
@@ -42,7 +43,7 @@ class TaskService:
         return record_to_task(record)
 
     async def ListTasks(
-        self, request: task_pb2.ListTasksRequest, context: CallContext
+        self, request: task_pb2.ListTasksRequest, options: CallOptions
     ) -> task_pb2.ListTasksResponse:
         with _store_errors("List tasks failed.", "Failed to read the page token key"):
             key = await self._store.token_key()

@@ -1,7 +1,7 @@
-"""CreateTask validation, in KFP's order and with KFP's messages (kfp-reference §2.2).
+"""CreateTask validation, in KFP's order and with KFP's messages (docs/decisions.md K3).
 
 Pure: a `Task` message in, a `store.NewTask` out, or a `ServiceError` (INVALID_ARGUMENT). The
-checks after KFP's own (length, NUL, timestamp range) are taskgate's (DECISIONS #12): KFP on MySQL
+checks after KFP's own (length, NUL, timestamp range) are taskgate's (decision D12): KFP on MySQL
 answers those with a 500.
 """
 
@@ -23,7 +23,7 @@ CREATE_TASK_FAILED = "Validate create task request failed."
 
 
 def check_create_task(request: task_pb2.CreateTaskRequest) -> NewTask:
-    """Validate a CreateTask request (a missing `task` is an empty one, as in KFP 2.x)."""
+    """Validate a CreateTask request (a missing `task` is an empty one, as in KFP 2.x: D11)."""
     try:
         task = request.task
         _check_kfp_rules(task)

@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
-from taskgate.server.settings import ServeSettings, configure_logging
-from taskgate.store.embedded import EmbeddedPostgres
+from taskgate.command import SignalHandlers, configure_logging
+from taskgate.server.database import database_url, migrated_pool
+from taskgate.server.settings import ServeSettings
 from taskgate.store.errors import StoreError
-from taskgate.store.migrate import apply_migrations
-from taskgate.store.pool import pool_context
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +32,12 @@ async def run_workers(settings: ServeSettings) -> int:
     if settings.grpc_address.port == 0 or settings.http_address.port == 0:
         log.error("cannot start: --workers needs fixed ports (port 0 would differ per worker)")
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
+        signals = stack.enter_context(SignalHandlers())
         try:
-            dsn = settings.database_url
-            if dsn is None:
-                embedded = EmbeddedPostgres(settings.data_dir)
-                dsn = await embedded.start()
-                stack.push_async_callback(embedded.stop)
-            async with pool_context(dsn, min_size=1, max_size=1) as pool:
-                await apply_migrations(pool)
+            dsn = await stack.enter_async_context(database_url(settings))
+            async with migrated_pool(dsn):
+                pass  # the workers use the migrated database, each with its own pool
         except StoreError as error:
             log.error("cannot start: %s", error)
             return 1
@@ -61,7 +52,7 @@ async def run_workers(settings: ServeSettings) -> int:
         for worker in workers:
             worker.start()
         log.info("started %d workers: pids %s", len(workers), [w.pid for w in workers])
-        failed = await _supervise(workers, stop)
+        failed = await _supervise(workers, signals.stop)
         await asyncio.to_thread(_stop_all, workers, settings.grace_period + 5)
     log.info("stopped")
     return 1 if failed else 0

@@ -35,7 +35,7 @@ PING: Final = "SELECT 1"
 #: Column -> SQL identifier; the only way a column name reaches a statement.
 COLUMN_SQL: Final[Mapping[Column, str]] = {column: column.value for column in Column}
 
-#: Op -> SQL operator for the scalar comparisons (kfp-reference §2.7.4).
+#: Op -> SQL operator for the scalar comparisons (docs/decisions.md K13).
 COMPARISON_SQL: Final[Mapping[Op, str]] = {
     Op.EQ: "=",
     Op.NE: "<>",
@@ -77,13 +77,12 @@ def like_pattern(substring: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PageStatements:
-    """The two queries of one page, each with its own arguments; `page_sql` runs both as one
-    statement (one round trip, one snapshot)."""
+    """The two queries of one page; `page_sql` runs both as one statement (one round trip, one
+    snapshot). The count's parameters are the conditions', the first of `rows_args`."""
 
     rows_sql: str
     rows_args: tuple[object, ...]
     count_sql: str
-    count_args: tuple[object, ...]
     order_by: str
 
     @property
@@ -99,18 +98,17 @@ class PageStatements:
 
 def task_page_statements(query: TaskQuery) -> PageStatements:
     """Rows: WHERE conditions [AND keyset] ORDER BY sort, id LIMIT limit+1; count: WHERE
-    conditions only (kfp-reference §2.6.3), so total_size is the same on every page."""
+    conditions only (docs/decisions.md K8), so total_size is the same on every page."""
     clauses: list[str] = []
     args: list[object] = []
     for condition in query.conditions:
         clause, value = _condition_sql(condition, len(args) + 1)
         clauses.append(clause)
         args.append(value)
-    count_args = tuple(args)
     count_sql = "SELECT count(*) FROM tasks" + _where(clauses)  # noqa: S608 - allow-listed
 
     if query.after is not None:
-        # The cursor is the first row of this page, hence >= / <= (kfp-reference §2.6.3).
+        # The cursor is the first row of this page, hence >= / <= (docs/decisions.md K8).
         # A row-value comparison, so the (col, id) index serves it.
         cmp = "<=" if query.descending else ">="
         if query.sort is Column.ID:
@@ -121,12 +119,12 @@ def task_page_statements(query: TaskQuery) -> PageStatements:
             clauses.append(f"({column}, id) {cmp} (${len(args) + 1}, ${len(args) + 2})")
             args.extend((query.after.sort_value, query.after.id))
     args.append(query.limit + 1)
+    order_by = ORDER_BY_SQL[query.sort, query.descending]
     rows_sql = (
         f"SELECT {TASK_COLUMNS} FROM tasks{_where(clauses)}"  # noqa: S608 - fragments from allow-lists
-        f" ORDER BY {ORDER_BY_SQL[query.sort, query.descending]} LIMIT ${len(args)}"
+        f" ORDER BY {order_by} LIMIT ${len(args)}"
     )
-    order_by = ORDER_BY_SQL[query.sort, query.descending]
-    return PageStatements(rows_sql, tuple(args), count_sql, count_args, order_by)
+    return PageStatements(rows_sql, tuple(args), count_sql, order_by)
 
 
 def _where(clauses: list[str]) -> str:

@@ -13,7 +13,7 @@ _INT64_MAX = 2**63 - 1
 
 
 class Column(StrEnum):
-    """A column of the `tasks` table that can be filtered and sorted on (DECISIONS #9)."""
+    """A column of the `tasks` table that can be filtered and sorted on (docs/decisions.md D9)."""
 
     ID = "id"
     NAMESPACE = "namespace"
@@ -31,7 +31,7 @@ class Column(StrEnum):
 
 
 class Op(StrEnum):
-    """A predicate operator (kfp-reference §2.7.4)."""
+    """A predicate operator (docs/decisions.md K13)."""
 
     EQ = "eq"  #: `=`
     NE = "ne"  #: `<>`
@@ -40,7 +40,7 @@ class Op(StrEnum):
     LT = "lt"  #: `<`
     LE = "le"  #: `<=`
     IN = "in"  #: one of a tuple of values; an empty tuple matches nothing
-    SUBSTRING = "substring"  #: literal substring, `%` and `_` included (DECISIONS #8)
+    SUBSTRING = "substring"  #: literal substring, `%` and `_` included (decision D8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Condition:
     """One predicate. The value's type must fit the column: `int` for the timestamp columns,
     `str` for the others, a tuple of those for `IN`; `SUBSTRING` applies to text columns only.
 
-    A misfit raises ValueError: the server validates filters first (DECISIONS #10), so reaching
+    A misfit raises ValueError: the server validates filters first (decision D10), so reaching
     the store with one is a programming error.
     """
 

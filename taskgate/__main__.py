@@ -2,6 +2,6 @@
 
 import sys
 
-from taskgate.server.cli import main
+from taskgate.cli import main
 
 sys.exit(main())

@@ -20,17 +20,16 @@ from google.api import httpbody_pb2  # type: ignore[import-untyped, unused-ignor
 from google.protobuf import any_pb2, empty_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from taskgate.server.reflection import enable_reflection
 from tests.protos import transcoding_test_pb2 as pb
 from tests.protos import transcoding_test_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-SERVED = ("tgtest.Library", "tgtest.Echo", health.SERVICE_NAME)
-REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+SERVICES = ("tgtest.Library", "tgtest.Echo")
 #: Request metadata that is transport, not caller, and so is not echoed.
 _NOT_ECHOED = ("grpc-", ":", "user-agent", "content-type", "te")
 UNKNOWN_DETAIL_TYPE = "type.googleapis.com/nowhere.Unknown"
@@ -168,26 +167,6 @@ def grpc_code(number: int) -> grpc.StatusCode:
     return next((c for c in grpc.StatusCode if c.value[0] == number), grpc.StatusCode.UNKNOWN)
 
 
-def add_reflection(server: grpc.aio.Server, versions: Sequence[str]) -> None:
-    """Register reflection; grpcio-reflection ships only v1alpha, so v1 reuses its servicer.
-
-    The two versions have the same messages field for field; only the service name differs.
-    """
-    names = [*SERVED, *(REFLECTION_V1 if v == "v1" else reflection.SERVICE_NAME for v in versions)]
-    servicer = reflection.aio.ReflectionServicer(names)
-    if "v1alpha" in versions:
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
-    if "v1" in versions:
-        handler = grpc.stream_stream_rpc_method_handler(
-            servicer.ServerReflectionInfo,
-            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-        )
-        server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler})]
-        )
-
-
 async def start_server(
     port: int, *, reflection_versions: Sequence[str] = ("v1", "v1alpha")
 ) -> tuple[grpc.aio.Server, int]:
@@ -197,10 +176,10 @@ async def start_server(
     pb_grpc.add_EchoServicer_to_server(EchoService(), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    add_reflection(server, reflection_versions)
+    enable_reflection(server, SERVICES, reflection_versions)  # taskgate serve's own
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    for name in ("", *SERVED):
+    for name in ("", *SERVICES, health.SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, bound
 

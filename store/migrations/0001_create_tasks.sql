@@ -1,7 +1,7 @@
--- The tasks table (kfp-reference §2.3) and the indexes KFP lacks (DECISIONS #15).
+-- The tasks table (docs/decisions.md K4) and the indexes KFP lacks (decision D15).
 -- Text columns are COLLATE "C": comparisons and ORDER BY in byte order, so ordering by id
 -- matches KFP's (the largest UUID string wins ties in descending order).
--- No foreign key on run_id: there is no runs table (DECISIONS #13).
+-- No foreign key on run_id: there is no runs table (decision D13).
 
 CREATE TABLE tasks (
     id                text COLLATE "C" PRIMARY KEY,
@@ -15,7 +15,7 @@ CREATE TABLE tasks (
 );
 
 -- The KFP v2 driver's cache lookup: fingerprint, pipeline name and namespace equal,
--- newest first, largest id among tasks created in the same second (kfp-reference §2.6.3).
+-- newest first, largest id among tasks created in the same second (decisions K8, K21).
 CREATE INDEX tasks_cache_lookup_idx
     ON tasks (fingerprint, pipeline_name, namespace, created_at DESC, id DESC);
 
@@ -29,7 +29,7 @@ CREATE INDEX tasks_created_at_id_idx ON tasks (created_at, id);
 CREATE INDEX tasks_finished_at_id_idx ON tasks (finished_at, id);
 CREATE INDEX tasks_fingerprint_id_idx ON tasks (fingerprint, id);
 
--- Secrets shared by every replica, e.g. the key that signs page tokens (DECISIONS #5, §6).
+-- Secrets shared by every replica, e.g. the key that signs page tokens (decisions D5, S3).
 CREATE TABLE taskgate_secrets (
     name  text COLLATE "C" PRIMARY KEY,
     value bytea NOT NULL

@@ -1,4 +1,4 @@
-"""Shared PostgreSQL fixtures for every integration test (house style §2.10).
+"""Shared PostgreSQL fixtures for every integration test.
 
 `database_url`: TEST_DATABASE_URL's server with a fresh database for the session, else an
 EmbeddedPostgres in a session temp dir; migrated once. `pool` truncates `tasks` first;

@@ -12,8 +12,9 @@ import grpc
 import pytest
 
 from taskgate.api import task_pb2_grpc
+from taskgate.command import Address
 from taskgate.server.lifecycle import RunningServer, serving
-from taskgate.server.settings import Address, ServeSettings
+from taskgate.server.settings import ServeSettings
 
 
 @dataclass(frozen=True)

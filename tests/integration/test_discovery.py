@@ -8,11 +8,11 @@ from typing import Any
 
 import grpc
 import pytest
-from google.api import annotations_pb2  # type: ignore[import-untyped, unused-ignore]
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2
 
-from taskgate.gateway.discovery import DiscoveryError, discover_services
+from taskgate.gateway.discovery import DiscoveryError, default_pool_file, discover_services
+from taskgate.gateway.http_rules import http_rule_for
 from taskgate.gateway.upstream import open_upstream_channel
 from tests.protos import transcoding_test_pb2
 from tests.upstream_process import (
@@ -57,11 +57,10 @@ async def test_pool_holds_messages_and_their_imports(upstream: UpstreamProcess) 
 
 async def test_http_rule_is_readable_after_reparsing_the_options(upstream: UpstreamProcess) -> None:
     found = await discover(upstream.target)
-    method = found.pool.FindMethodByName("tgtest.Library.GetBook")
+    rule = http_rule_for(found.pool.FindMethodByName("tgtest.Library.GetBook"))
 
-    options = descriptor_pb2.MethodOptions.FromString(method.GetOptions().SerializeToString())
-
-    assert options.Extensions[annotations_pb2.http].get == "/v1/{name=shelves/*/books/*}"
+    assert rule is not None
+    assert rule.get == "/v1/{name=shelves/*/books/*}"
 
 
 @pytest.mark.parametrize("versions", ["v1", "v1alpha"])
@@ -117,8 +116,7 @@ class MinimalReflection:
 
     @staticmethod
     def _send(response: reflection_pb2.ServerReflectionResponse, filename: str) -> None:
-        proto = descriptor_pb2.FileDescriptorProto()
-        descriptor_pool.Default().FindFileByName(filename).CopyToProto(proto)
+        proto = default_pool_file(filename)
         response.file_descriptor_response.file_descriptor_proto.append(proto.SerializeToString())
 
 

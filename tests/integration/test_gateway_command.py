@@ -295,26 +295,15 @@ def test_command_line_gateway_serves_rest(upstream: UpstreamProcess) -> None:
 
 
 def descriptor_set_file(directory: Path) -> Path:
-    """The fixture proto and its imports as a FileDescriptorSet, as protoc would write it."""
+    """The fixture proto and its imports as a FileDescriptorSet (protoc --include_imports)."""
     from google.protobuf import descriptor_pb2
 
+    from taskgate.gateway.discovery import default_pool_file, with_imports
     from tests.protos import transcoding_test_pb2
 
-    files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-
-    def add(file_descriptor: Any) -> None:
-        for dependency in file_descriptor.dependencies:
-            add(dependency)
-        if file_descriptor.name not in files:
-            proto = descriptor_pb2.FileDescriptorProto()
-            file_descriptor.CopyToProto(proto)
-            files[file_descriptor.name] = proto
-
-    add(transcoding_test_pb2.DESCRIPTOR)
+    files = with_imports([default_pool_file(transcoding_test_pb2.DESCRIPTOR.name)])
     path = directory / "transcoding_test.binpb"
-    path.write_bytes(
-        descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString()
-    )
+    path.write_bytes(descriptor_pb2.FileDescriptorSet(file=files.values()).SerializeToString())
     return path
 
 
@@ -359,8 +348,8 @@ async def test_garbage_and_hanging_upstreams_get_502_and_504(tmp_path: Path) -> 
 
 
 async def test_refresh_picks_up_a_redeployed_upstream(database_url: str, pool: Any) -> None:
+    from taskgate.command import Address
     from taskgate.server.lifecycle import serving
-    from taskgate.server.settings import Address
     from tests.integration.servers import serve_settings
 
     port = free_port()

@@ -1,4 +1,4 @@
-"""api.TaskService over gRPC, end to end on PostgreSQL (kfp-reference §2, DECISIONS §4)."""
+"""api.TaskService over gRPC, end to end on PostgreSQL (docs/decisions.md K1-K14, D1-D15)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ async def test_create_task_without_task_does_not_crash(taskgate: Taskgate) -> No
 
 
 async def test_driver_cache_lookup_picks_newest_then_largest_id(taskgate: Taskgate) -> None:
-    """KFP's driver: three EQUALS predicates, created_at desc, page size 1 (kfp-reference §4.1)."""
+    """KFP's driver: three EQUALS predicates, created_at desc, page size 1 (docs/decisions.md K21)."""
     for created_at in (100, 300, 300, 300, 200):
         await create(taskgate, created_at=created_at, fingerprint="abc", namespace="")
     await create(taskgate, created_at=999, fingerprint="abc", namespace="other")
@@ -248,7 +248,8 @@ async def test_forged_and_corrupt_tokens_are_invalid(taskgate: Taskgate) -> None
     for _ in range(3):
         await create(taskgate)
     token = (await list_tasks(taskgate, page_size=1)).next_page_token
-    for forged in ("random nonsense", token[:-2], token[:10] + "A" + token[11:], "eyJ4IjoxfQ"):
+    flipped = token[:10] + ("B" if token[10] == "A" else "A") + token[11:]  # always a change
+    for forged in ("random nonsense", token[:-2], flipped, "eyJ4IjoxfQ"):
         error = await rpc_error(list_tasks(taskgate, page_token=forged))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert kfp_error(error).error_message == "Invalid page token."

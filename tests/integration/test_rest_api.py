@@ -1,4 +1,4 @@
-"""KFP's REST API as curl sees it (kfp-reference §3, DECISIONS §4–5): exact statuses and JSON."""
+"""KFP's REST API as curl sees it (docs/decisions.md K15-K19, D1-D15): exact statuses and JSON."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ async def test_driver_style_query_with_encoded_filter(taskgate: Taskgate) -> Non
         fingerprint="fp-abc", pipelineName=TASK["pipelineName"], namespace="ns1"
     )
     once = quote(filter_text, safe="")
-    twice = quote(once, safe="")  # what KFP's UI sends (DECISIONS #7)
+    twice = quote(once, safe="")  # what KFP's UI sends (decision D7)
     for encoded in (once, twice):
         status, page = await get(
             taskgate, f"?page_size=1&sort_by=created_at%20desc&filter={encoded}"

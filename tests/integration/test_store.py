@@ -77,7 +77,7 @@ async def test_duplicates_are_allowed_and_ids_differ(task_store: TaskStore) -> N
 
 
 async def test_longest_values_fit_every_index(task_store: TaskStore) -> None:
-    """255 characters of 4-byte UTF-8 in every text column (DECISIONS #12's limit); random,
+    """255 characters of 4-byte UTF-8 in every text column (decision D12's limit); random,
     so PostgreSQL cannot compress them below btree's 2704-byte index row limit."""
     rng = random.Random(255)
 
@@ -133,7 +133,7 @@ async def test_ordering_by_every_column_breaks_ties_by_id(
 
 
 async def test_cache_lookup_picks_newest_then_largest_id(task_store: TaskStore) -> None:
-    """The KFP v2 driver's query (kfp-reference §2.6.3): ties in one second → largest id."""
+    """The KFP v2 driver's query (docs/decisions.md K8, K21): ties in one second → largest id."""
     wanted = {"fingerprint": "abc", "pipeline_name": "pipeline/p", "namespace": ""}
     same_second = await create_all(task_store, [new_task(**wanted, created_at=5)] * 4)
     await create_all(task_store, [new_task(**wanted, created_at=4)])
@@ -156,7 +156,7 @@ async def test_cache_lookup_picks_newest_then_largest_id(task_store: TaskStore) 
 
 
 async def test_kfp_store_paging_example(task_store: TaskStore) -> None:
-    """KFP's TestListTasks (kfp-reference §5.1): page size 1, total_size 2 on both pages."""
+    """KFP's own TestListTasks (docs/decisions.md K8): page size 1, total_size 2 on both pages."""
     rows = [
         ("ns1", "namespace/ns1/pipeline/pipeline1", 1),
         ("ns1", "namespace/ns1/pipeline/pipeline1", 3),
@@ -418,7 +418,7 @@ def plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
 async def explain(pool: asyncpg.Pool, query: TaskQuery) -> list[dict[str, object]]:
     """The plan of the statement list_tasks runs, below its final ORDER BY (which only re-sorts
     the page's limit+1 rows), with sequential scans and sorts priced out so the planner shows
-    whether an index CAN deliver the page in order (DECISIONS #15)."""
+    whether an index CAN deliver the page in order (decision D15)."""
     statements = task_page_statements(query)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL enable_seqscan = off")

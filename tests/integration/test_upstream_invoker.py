@@ -14,9 +14,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from taskgate.gateway.discovery import discover_services
-from taskgate.gateway.invoker import CallOptions
-from taskgate.gateway.status import RpcStatusError
 from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
+from taskgate.rpc import CallOptions, RpcStatusError
 from tests.protos import transcoding_test_pb2 as pb
 from tests.upstream_process import (
     UpstreamProcess,

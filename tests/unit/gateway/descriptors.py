@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 
+from taskgate.gateway.discovery import build_pool, default_pool_file
 from taskgate.gateway.routing import RouteTable
 from tests.protos import transcoding_test_pb2
 
@@ -22,22 +23,8 @@ def fixture_table() -> RouteTable:
 
 
 def copy_into_new_pool(file: descriptor.FileDescriptor) -> descriptor_pool.DescriptorPool:
-    """A fresh pool holding `file` and its dependencies, as reflection would build it."""
-    pool = descriptor_pool.DescriptorPool()
-    added: set[str] = set()
-
-    def add(current: descriptor.FileDescriptor) -> None:
-        if current.name in added:
-            return
-        for dependency in current.dependencies:
-            add(dependency)
-        proto = descriptor_pb2.FileDescriptorProto()
-        current.CopyToProto(proto)
-        pool.Add(proto)
-        added.add(current.name)
-
-    add(file)
-    return pool
+    """A fresh pool holding `file` (of the default pool) and its imports, as discovery builds it."""
+    return build_pool([default_pool_file(file.name)])
 
 
 def service_with_rules(

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from taskgate.gateway.invoker import CallOptions, UnaryResult
+from taskgate.gateway.invoker import UnaryResult
+from taskgate.rpc import CallOptions
 
 Outcome = UnaryResult | Message | BaseException | Callable[[Message], Message]
 

@@ -19,7 +19,7 @@ from taskgate.gateway.app import create_gateway_app, replace_routes
 from taskgate.gateway.invoker import UnaryResult
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.routing import RouteTable
-from taskgate.gateway.status import RpcStatus, RpcStatusError
+from taskgate.rpc import RpcStatus, RpcStatusError
 from tests.protos import transcoding_test_pb2 as pb
 from tests.unit.gateway.descriptors import (
     FIXTURE,

@@ -18,7 +18,7 @@ from taskgate.gateway.errors import (
     http_status_of,
     status_from_exception,
 )
-from taskgate.gateway.status import RpcStatus, RpcStatusError
+from taskgate.rpc import RpcStatus, RpcStatusError
 
 C = grpc.StatusCode
 

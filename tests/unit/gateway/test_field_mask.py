@@ -1,4 +1,4 @@
-"""PATCH field-mask auto-fill (R34): which routes qualify and which paths a body names."""
+"""PATCH field-mask auto-fill (docs/decisions.md T34): which routes qualify and which paths a body names."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from google.api import httpbody_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from taskgate.gateway.json_codec import dump_json, render_response
+from taskgate.gateway.json_codec import render_response
+from taskgate.gateway.json_fast import dump_json
 from taskgate.gateway.options import GatewayOptions
 from tests.protos import transcoding_test_pb2 as pb
 

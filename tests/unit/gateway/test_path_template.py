@@ -1,4 +1,4 @@
-"""Path template grammar (R6-R7) and capture decoding (R10-R11)."""
+"""Path template grammar (docs/decisions.md T6-T7) and capture decoding (T10-T11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""build_request: body, path and query into the request message (R16-R30)."""
+"""build_request: body, path and query into the request message (docs/decisions.md T16-T30)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def echo(query: str) -> dict[str, object]:
         ("color=RED", {"color": "RED"}),
         ("color=2", {"color": "GREEN"}),
         ("tags=a&tags=b&tags=a", {"tags": ["a", "b", "a"]}),
-        ("tags=a,b", {"tags": ["a,b"]}),  # R21: no comma splitting
+        ("tags=a,b", {"tags": ["a,b"]}),  # T21: no comma splitting
         ("numbers=1&numbers=-2", {"numbers": ["1", "-2"]}),
         ("colors=RED&colors=2", {"colors": ["RED", "GREEN"]}),
         ("labels[k]=v&labels[k2]=", {"labels": {"k": "v", "k2": ""}}),
@@ -89,10 +89,10 @@ def echo(query: str) -> dict[str, object]:
         ("choice_b=3", {"choice_b": 3}),
         ("opt_int=0", {"opt_int": 0}),
         ("shownAs=x", {"display_name": "x"}),
-        ("display_name=a+b%2Bc", {"display_name": "a b+c"}),  # R26: "+" is a space
-        ("unknown=1&nested.unknown=2&a.b.c=3", {}),  # R27: ignored when lenient
+        ("display_name=a+b%2Bc", {"display_name": "a b+c"}),  # T26: "+" is a space
+        ("unknown=1&nested.unknown=2&a.b.c=3", {}),  # T27: ignored when lenient
         ("f_int32=1&f_int32=2", {"f_int32": 1}),  # lenient: the first value, as KFP
-        ("f_string=other", {}),  # R18: bound by the path, ignored
+        ("f_string=other", {}),  # T18: bound by the path, ignored
     ],
 )
 def test_query_parameters(query: str, expected: dict[str, object]) -> None:
@@ -373,7 +373,7 @@ def test_deeply_nested_bodies_are_400_not_500(depth: int) -> None:
 @pytest.mark.parametrize(
     ("target", "query", "body", "paths"),
     [
-        # R34: the body's leaf paths, proto names, sorted; path-bound book.name left out.
+        # T34: the body's leaf paths, proto names, sorted; path-bound book.name left out.
         (
             "/v1/shelves/s/books/b",
             "",

@@ -11,6 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_tools import protoc  # type: ignore[import-untyped, unused-ignore]
 
 from taskgate.gateway.discovery import DiscoveryError, load_descriptor_set
+from taskgate.gateway.http_rules import http_rule_for
 from tests.protos import transcoding_test_pb2
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,11 +39,9 @@ def test_loads_every_service_into_a_fresh_pool(tmp_path: Path) -> None:
 
 def test_http_rule_survives_in_the_method_options(tmp_path: Path) -> None:
     found = load_descriptor_set(write_descriptor_set(tmp_path / "set.pb"))
-    method = found.pool.FindMethodByName("tgtest.Library.ListBooks")
+    rule = http_rule_for(found.pool.FindMethodByName("tgtest.Library.ListBooks"))
 
-    options = descriptor_pb2.MethodOptions.FromString(method.GetOptions().SerializeToString())
-    rule = options.Extensions[annotations_pb2.http]
-
+    assert rule is not None
     assert rule.get == "/v1/{parent=shelves/*}/books"
     assert [b.get for b in rule.additional_bindings] == ["/v1/books"]
 

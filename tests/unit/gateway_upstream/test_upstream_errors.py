@@ -7,14 +7,8 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from taskgate.gateway.invoker import CallOptions
-from taskgate.gateway.status import RpcStatusError
-from taskgate.gateway.upstream import (
-    STATUS_DETAILS_KEY,
-    GrpcInvoker,
-    describe_unreachable,
-    status_from_rpc_error,
-)
+from taskgate.gateway.upstream import GrpcInvoker, describe_unreachable, status_from_rpc_error
+from taskgate.rpc import STATUS_DETAILS_KEY, CallOptions, RpcStatusError
 
 REFUSED = (
     "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: "

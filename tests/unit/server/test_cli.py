@@ -1,4 +1,5 @@
-"""The command-line contract (DECISIONS §2): defaults, TASKGATE_<FLAG> variables, flag wins."""
+"""`taskgate serve`'s command line (docs/decisions.md S1-S5): defaults, TASKGATE_<FLAG>
+variables, flag wins, bad values are usage errors that name the flag."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from taskgate.server.cli import build_parser, gateway_settings, serve_settings, standalone_config
-from taskgate.server.settings import Address, ServeSettings, SettingsError
+from taskgate.cli import build_parser
+from taskgate.command import Address
+from taskgate.server import cli as server_cli
+from taskgate.server.cli import serve_settings
+from taskgate.server.settings import ServeSettings
 
 
 def serve(argv: list[str], env: dict[str, str] | None = None) -> ServeSettings:
@@ -15,6 +19,7 @@ def serve(argv: list[str], env: dict[str, str] | None = None) -> ServeSettings:
 
 
 def test_serve_defaults() -> None:
+    assert serve([]) == ServeSettings()
     settings = serve([])
     assert settings.grpc_address == Address("127.0.0.1", 8887)
     assert settings.http_address == Address("127.0.0.1", 8888)
@@ -29,28 +34,45 @@ def test_environment_variables_and_flags_win() -> None:
         "TASKGATE_GRPC_ADDRESS": "0.0.0.0:9000",
         "TASKGATE_DATABASE_URL": "postgresql://u:p@db:5432/x",
         "TASKGATE_LOG_LEVEL": "debug",
+        "TASKGATE_WORKERS": "3",
     }
     settings = serve([], env)
     assert settings.grpc_address == Address("0.0.0.0", 9000)
     assert settings.database_url == "postgresql://u:p@db:5432/x"
     assert settings.log_level == "DEBUG"
+    assert settings.workers == 3
     assert serve(["--grpc-address", "[::1]:7000"], env).grpc_address == Address("::1", 7000)
+    # An empty variable is no database URL: the embedded PostgreSQL.
+    assert serve([], {"TASKGATE_DATABASE_URL": ""}).database_url is None
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "env", "message"),
     [
-        (["--grpc-address", "8887"], "--grpc-address: expected HOST:PORT"),
-        (["--http-address", "localhost:99999"], "--http-address: expected HOST:PORT"),
-        (["--workers", "many"], "--workers: expected a number"),
-        (["--workers", "0"], "--workers: expected a positive number"),
-        (["--log-level", "LOUD"], "--log-level: expected one of"),
-        (["--database-url", "mysql://x"], "--database-url: expected a postgresql:// URL"),
+        (["--grpc-address", "8887"], {}, "argument --grpc-address: expected HOST:PORT"),
+        (["--http-address", "localhost:99999"], {}, "argument --http-address: expected HOST:PORT"),
+        (["--workers", "many"], {}, "argument --workers: expected a number"),
+        (["--workers", "0"], {}, "argument --workers: expected a positive number"),
+        (["--log-level", "LOUD"], {}, "argument --log-level: expected one of"),
+        (
+            ["--database-url", "mysql://x"],
+            {},
+            "argument --database-url: expected a postgresql:// URL",
+        ),
+        ([], {"TASKGATE_WORKERS": "many"}, "argument --workers: expected a number"),
+        ([], {"TASKGATE_GRPC_ADDRESS": "x"}, "argument --grpc-address: expected HOST:PORT"),
+        ([], {"TASKGATE_LOG_LEVEL": "loud"}, "argument --log-level: expected one of"),
     ],
 )
-def test_bad_flags_name_the_flag(argv: list[str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        serve(argv)
+def test_bad_values_are_usage_errors_naming_the_flag(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        serve(argv, env)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: taskgate serve")
+    assert message in error
 
 
 def test_database_url_and_data_dir_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,22 +83,13 @@ def test_database_url_and_data_dir_are_exclusive(capsys: pytest.CaptureFixture[s
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_gateway_presets_and_switches() -> None:
-    parse = build_parser({"TASKGATE_STRICT": "true"}).parse_args
-    generic = standalone_config(gateway_settings(parse(["gateway", "--upstream", "h:1"])))
-    assert generic.options.error_style == "status"
-    assert not generic.options.use_proto_field_names
-    assert generic.options.strict  # from TASKGATE_STRICT
-    kfp = standalone_config(
-        gateway_settings(parse(["gateway", "--upstream", "h:1", "--preset", "kfp"]))
-    )
-    assert kfp.options.error_style == "kfp"
-    assert kfp.options.use_proto_field_names
-    json_names = standalone_config(
-        gateway_settings(
-            parse(["gateway", "--upstream", "h:1", "--preset", "kfp", "--json-names", "json"])
-        )
-    )
-    assert not json_names.options.use_proto_field_names
-    with pytest.raises(SettingsError, match="--upstream: required"):
-        gateway_settings(build_parser({}).parse_args(["gateway"]))
+def test_python_m_server_is_taskgate_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"TASKGATE_WORKERS": "2"}
+    alone = server_cli.build_parser(env)
+    assert serve_settings(alone.parse_args(["--data-dir", "d"])) == serve(["--data-dir", "d"], env)
+    with pytest.raises(SystemExit):
+        alone.parse_args(["--help"])
+    help_alone = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        build_parser(env).parse_args(["serve", "--help"])
+    assert capsys.readouterr().out == help_alone

@@ -1,4 +1,4 @@
-"""The `filter` parameter: parsing, key mapping, predicate checks (kfp-reference §2.7, §5.5)."""
+"""The `filter` parameter: parsing, key mapping, predicate checks (docs/decisions.md K10-K13)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def predicate(op: str | int, key: str, **value: object) -> str:
             predicate(1, "mlmdExecutionID", stringValue="7"),
             (Condition(Column.MLMD_EXECUTION_ID, Op.EQ, "7"),),
         ),
-        # DECISIONS #7: KFP's UI double-encodes; one more URL-decoding when it isn't JSON.
+        # Decision D7: KFP's UI double-encodes; one more URL-decoding when it isn't JSON.
         (
             "%7B%22predicates%22%3A%5B%7B%22op%22%3A%22EQUALS%22%2C%22key%22%3A%22fingerprint%22%2C"
             "%22stringValue%22%3A%22a%2Bb%22%7D%5D%7D",
@@ -147,7 +147,7 @@ def test_conditions_are_canonical_whatever_the_order_or_spelling() -> None:
             'no value set for predicate on key "tasks.Fingerprint"',
         ),
         (predicate("IN", "fingerprint"), 'no value set for predicate on key "tasks.Fingerprint"'),
-        # DECISIONS #10: the value's type must fit the key's column.
+        # Decision D10: the value's type must fit the key's column.
         (
             predicate("EQUALS", "created_at", stringValue="yesterday"),
             'the value for key "created_at" must be a number or a timestamp, got string_value '

@@ -1,4 +1,4 @@
-"""ListTasks options: page size, sort, tokens, criteria matching, resource keys (kfp-reference §2.4–2.6)."""
+"""ListTasks options: page size, sort, tokens, criteria matching, resource keys (docs/decisions.md K5-K9, K14)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_check_page_size(given: int, used: int) -> None:
         ("created_at desc", Column.CREATED_AT, True),
         ("CREATED_AT   DESC", Column.CREATED_AT, True),
         ("id asc", Column.ID, False),
-        ("pipelineName desc", Column.PIPELINE_NAME, True),  # DECISIONS #9
+        ("pipelineName desc", Column.PIPELINE_NAME, True),  # decision D9
         ("RUNID", Column.RUN_ID, False),
         ("mlmdExecutionID", Column.MLMD_EXECUTION_ID, False),
         ("finished_at", Column.FINISHED_AT, False),
@@ -124,7 +124,7 @@ def test_token_supplies_sort_filter_and_cursor() -> None:
             FP_FILTER,
             False,
         ),
-        # DECISIONS #6: numeric filters re-sent with their token are accepted.
+        # Decision D6: numeric filters re-sent with their token are accepted.
         (
             (Column.CREATED_AT, False, (Condition(Column.CREATED_AT, Op.GT, 5),)),
             "",

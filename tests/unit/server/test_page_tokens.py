@@ -1,4 +1,4 @@
-"""Page tokens are opaque, signed and round-trip exactly (DECISIONS #5)."""
+"""Page tokens are opaque, signed and round-trip exactly (docs/decisions.md D5)."""
 
 from __future__ import annotations
 

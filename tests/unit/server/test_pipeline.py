@@ -11,14 +11,15 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from taskgate.api import error_pb2
+from taskgate.rpc import CallOptions, RpcStatus, RpcStatusError
 from taskgate.server.errors import invalid_input
-from taskgate.server.pipeline import CallContext, CallError, CallPipeline, Method
+from taskgate.server.pipeline import CallPipeline, Method
 
 METHOD = "/test.Service/Method"
 
 
 def pipeline_for(behaviour: str) -> CallPipeline:
-    async def handler(request: Message, context: CallContext) -> Message:
+    async def handler(request: Message, options: CallOptions) -> Message:
         if behaviour == "sleep":
             await asyncio.sleep(10)
         if behaviour == "invalid":
@@ -31,8 +32,14 @@ def pipeline_for(behaviour: str) -> CallPipeline:
 
 
 async def call(behaviour: str, method: str = METHOD, deadline: float | None = None) -> Message:
-    context = CallContext(method=method, timeout=deadline)
-    return await pipeline_for(behaviour).call(empty_pb2.Empty(), context)
+    options = CallOptions(timeout=deadline)
+    return await pipeline_for(behaviour).call(method, empty_pb2.Empty(), options)
+
+
+async def failure(behaviour: str, method: str = METHOD, deadline: float | None = None) -> RpcStatus:
+    with pytest.raises(RpcStatusError) as caught:
+        await call(behaviour, method, deadline)
+    return caught.value.status
 
 
 async def test_success_passes_the_response_through() -> None:
@@ -40,18 +47,15 @@ async def test_success_passes_the_response_through() -> None:
 
 
 async def test_deadline_becomes_deadline_exceeded() -> None:
-    with pytest.raises(CallError) as caught:
-        await call("sleep", deadline=0.01)
-    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (await failure("sleep", deadline=0.01)).code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 async def test_service_error_keeps_kfp_chain_and_detail() -> None:
-    with pytest.raises(CallError) as caught:
-        await call("invalid")
-    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.message == "Outer: Invalid input error: bad thing"
+    status = await failure("invalid")
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert status.message == "Outer: Invalid input error: bad thing"
     detail = error_pb2.Error()
-    assert caught.value.details[0].Unpack(detail)
+    assert status.details[0].Unpack(detail)
     assert detail == error_pb2.Error(
         error_message="bad thing", error_details="Outer: Invalid input error: bad thing"
     )
@@ -60,18 +64,15 @@ async def test_service_error_keeps_kfp_chain_and_detail() -> None:
 async def test_unexpected_exception_is_internal_without_python_text(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR), pytest.raises(CallError) as caught:
-        await call("bug")
-    assert caught.value.code == grpc.StatusCode.INTERNAL
-    assert caught.value.message == "Internal error"
-    assert caught.value.details == ()
+    with caplog.at_level(logging.ERROR):
+        status = await failure("bug")
+    assert status == RpcStatus(grpc.StatusCode.INTERNAL, "Internal error")
     assert "ZeroDivisionError" in caplog.text  # logged once, for the operator
 
 
 async def test_unknown_method_is_unimplemented() -> None:
-    with pytest.raises(CallError) as caught:
-        await call("ok", method="/test.Service/Nope")
-    assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
+    status = await failure("ok", method="/test.Service/Nope")
+    assert status.code == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_cancellation_propagates() -> None:

@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from taskgate.api import task_pb2
+from taskgate.rpc import CallOptions
 from taskgate.server.errors import ServiceError
 from taskgate.server.page_tokens import decode_page_token
-from taskgate.server.pipeline import CallContext
 from taskgate.server.task_service import TaskService
 from taskgate.store.errors import StoreError, StoreUnavailableError
 from taskgate.store.records import Column, Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
@@ -19,7 +19,7 @@ from taskgate.store.task_store import TaskStore
 from tests.integration.kfp import new_task
 
 KEY = b"k" * 32
-CONTEXT = CallContext(method="/api.TaskService/ListTasks")
+NO_OPTIONS = CallOptions()
 RECORD = TaskRecord(
     id="a", namespace="", pipeline_name="p", run_id="r", mlmd_execution_id="1",
     created_at=5, finished_at=0, fingerprint="f",
@@ -72,7 +72,7 @@ async def test_store_failures_are_kfp_shaped(
     error: StoreError, code: grpc.StatusCode, external: str
 ) -> None:
     with pytest.raises(ServiceError) as caught:
-        await service(FakeTaskStore(error=error)).ListTasks(task_pb2.ListTasksRequest(), CONTEXT)
+        await service(FakeTaskStore(error=error)).ListTasks(task_pb2.ListTasksRequest(), NO_OPTIONS)
     assert caught.value.code == code
     assert caught.value.external == external
     assert "syntax error" not in caught.value.chain  # database text never reaches a client
@@ -82,7 +82,7 @@ async def test_a_next_page_becomes_a_signed_token_and_total_size_fits_int32() ->
     page = TaskPage(records=[RECORD], next_cursor=Cursor(7, "b"), total_size=2**40)
     store = FakeTaskStore(page=page)
     request = task_pb2.ListTasksRequest(page_size=1, sort_by="created_at desc")
-    response = await service(store).ListTasks(request, CONTEXT)
+    response = await service(store).ListTasks(request, NO_OPTIONS)
     assert response.total_size == 2**31 - 1
     assert [t.id for t in response.tasks] == ["a"]
     token = decode_page_token(response.next_page_token, KEY)
@@ -92,6 +92,6 @@ async def test_a_next_page_becomes_a_signed_token_and_total_size_fits_int32() ->
 
 async def test_create_returns_the_stored_record() -> None:
     request = task_pb2.CreateTaskRequest(task=new_task())
-    created = await service(FakeTaskStore()).CreateTask(request, CONTEXT)
+    created = await service(FakeTaskStore()).CreateTask(request, NO_OPTIONS)
     assert created.id == "a"
     assert created.HasField("finished_at")

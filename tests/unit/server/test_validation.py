@@ -1,4 +1,4 @@
-"""CreateTask validation: KFP's order and messages (kfp-reference §2.2, §5.3), and DECISIONS #11–12."""
+"""CreateTask validation: KFP's order and messages (docs/decisions.md K3), and D11-D12."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def valid_task(**changes: object) -> task_pb2.Task:
         (task_pb2.Task(id="x"), "Invalid task: Id should not be set"),
         (task_pb2.Task(), "Invalid task: must specify PipelineName"),
         (valid_task(runId="", fingerprint=""), "Invalid task: must specify RunId"),
-        # DECISIONS #12: taskgate's own checks come after KFP's.
+        # Decision D12: taskgate's own checks come after KFP's.
         (
             valid_task(pipelineName="p" * 256),
             "Invalid task: pipelineName must be at most 255 characters",

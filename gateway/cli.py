@@ -1,0 +1,139 @@
+"""`taskgate gateway`: its flags and how it runs (docs/decisions.md S6, S7).
+
+Each flag is also read from TASKGATE_<FLAG> (taskgate/command.py). The flags become a
+`StandaloneConfig` directly: argparse's types convert and check each value, and the preset
+with its overrides becomes the `GatewayOptions`. grpc and aiohttp are imported only once the
+command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from taskgate.command import (
+    DEFAULT_HTTP_ADDRESS,
+    Address,
+    SettingsError,
+    add_flag,
+    add_switch,
+    configure_logging,
+    log_level,
+    one_of,
+    optional,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from taskgate.gateway.standalone import StandaloneConfig
+
+HELP = "serve REST for any reflection-enabled gRPC server"
+DESCRIPTION = (
+    "Discover an upstream's services through server reflection (or a descriptor set) and serve "
+    "REST for every method with a google.api.http option."
+)
+JSON_NAMES = ("proto", "json")
+PRESETS = ("kfp",)
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """`taskgate gateway`'s flags, defaults from `env`; the parsed namespace runs `run`."""
+    add_flag(
+        parser,
+        env,
+        "--upstream",
+        "the gRPC server to front, HOST:PORT",
+        metavar="HOST:PORT",
+        type=optional(Address.parse),
+    )
+    add_flag(
+        parser,
+        env,
+        "--http-address",
+        "where to serve REST",
+        str(DEFAULT_HTTP_ADDRESS),
+        type=Address.parse,
+    )
+    add_flag(
+        parser,
+        env,
+        "--descriptor-set",
+        "a FileDescriptorSet file instead of reflection",
+        type=optional(Path),
+    )
+    add_switch(parser, env, "--strict", "answer 400 for unknown query parameters and fields")
+    add_flag(
+        parser,
+        env,
+        "--json-names",
+        "JSON keys: proto field names or json_name (default json; proto with --preset kfp)",
+        choices=JSON_NAMES,
+        type=one_of(*JSON_NAMES),
+    )
+    add_switch(parser, env, "--emit-unpopulated", "write fields that hold default values")
+    add_flag(
+        parser,
+        env,
+        "--preset",
+        "kfp: KFP's REST output and error shape",
+        choices=PRESETS,
+        type=one_of(*PRESETS),
+    )
+    add_flag(
+        parser,
+        env,
+        "--refresh-interval",
+        "seconds between re-discoveries (0: never)",
+        "0",
+        type=seconds,
+    )
+    add_flag(
+        parser,
+        env,
+        "--timeout",
+        "deadline in seconds of a unary call that has no Grpc-Timeout header (0: none)",
+        "30",
+        type=seconds,
+    )
+    add_flag(parser, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", type=log_level)
+    parser.set_defaults(run=run)
+
+
+def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
+    """What the parsed flags ask the gateway to do (docs/decisions.md S7)."""
+    if args.upstream is None:
+        raise SettingsError("--upstream: required (HOST:PORT of the gRPC server to front)")
+    from taskgate.gateway.options import GatewayOptions
+    from taskgate.gateway.standalone import StandaloneConfig
+
+    preset = GatewayOptions.kfp() if args.preset == "kfp" else GatewayOptions.generic()
+    options = replace(
+        preset,
+        strict=args.strict or preset.strict,
+        emit_unpopulated=args.emit_unpopulated or preset.emit_unpopulated,
+        default_timeout=args.timeout or None,
+        use_proto_field_names=(
+            preset.use_proto_field_names if args.json_names is None else args.json_names == "proto"
+        ),
+    )
+    http_address: Address = args.http_address
+    return StandaloneConfig(
+        upstream=str(args.upstream),
+        host=http_address.host,
+        port=http_address.port,
+        options=options,
+        descriptor_set=args.descriptor_set,
+        refresh_interval=args.refresh_interval,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = gateway_config(args)
+    configure_logging(args.log_level)
+    from taskgate.gateway.standalone import run_gateway
+
+    return asyncio.run(run_gateway(config))

@@ -16,6 +16,8 @@ from aiohttp import web
 from google.protobuf import descriptor_pool as descriptor_pool_module
 from google.protobuf.message import Message
 
+from taskgate.gateway.body import read_body
+from taskgate.gateway.cors import install_cors
 from taskgate.gateway.errors import (
     TranscodeError,
     error_body,
@@ -24,6 +26,7 @@ from taskgate.gateway.errors import (
 )
 from taskgate.gateway.invoker import Invoker
 from taskgate.gateway.json_codec import JSON_CONTENT_TYPE, render_response
+from taskgate.gateway.media import check_request_media_type
 from taskgate.gateway.metadata import call_options_from_headers, headers_from_metadata
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.request_mapping import build_request
@@ -34,6 +37,7 @@ from taskgate.rpc import CallOptions
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
+TOO_MANY_REQUESTS = 429
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
@@ -52,6 +56,8 @@ class GatewayBox:
     """The app's current state; `replace_routes` swaps it, each request reads it once."""
 
     state: GatewayState
+    #: calls being served now (`/healthz` aside), for --max-concurrent-calls.
+    in_flight: int = 0
 
 
 GATEWAY = web.AppKey("gateway", GatewayBox)
@@ -64,11 +70,15 @@ def create_gateway_app(
     *,
     health: HealthCheck | None = None,
     descriptor_pool: descriptor_pool_module.DescriptorPool | None = None,
+    cors_origins: tuple[str, ...] = (),
 ) -> web.Application:
-    """A REST application serving `routes` through `invoker`, plus `GET /healthz`."""
+    """A REST application serving `routes` through `invoker`, plus `GET /healthz`; CORS for
+    `cors_origins` (none: no CORS at all)."""
     app = web.Application(client_max_size=options.max_body_bytes)
     app[GATEWAY] = GatewayBox(GatewayState(routes, invoker, options, health, descriptor_pool))
     app.router.add_route("*", "/{path:.*}", handle)
+    if cors_origins:
+        install_cors(app, frozenset(origin.lower() for origin in cors_origins))
     return app
 
 
@@ -84,8 +94,34 @@ def replace_routes(
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """Every request: route, build, call, render; or one error response."""
-    state = request.app[GATEWAY].state
+    """Every request: route, build, call, render; or one error response.
+
+    At most `max_concurrent_calls` run at once; past that, 429 at once (never a queue), except
+    for `/healthz`, which keeps answering under load (docs/decisions.md P3)."""
+    box = request.app[GATEWAY]
+    state = box.state
+    if request.raw_path.partition("?")[0] == HEALTH_PATH:
+        return await _handle(request, state)
+    limit = state.options.max_concurrent_calls
+    if box.in_flight >= limit:
+        return error_response(_too_many_calls(limit), state)
+    box.in_flight += 1
+    try:
+        return await _handle(request, state)
+    finally:
+        box.in_flight -= 1
+
+
+def _too_many_calls(limit: int) -> TranscodeError:
+    return TranscodeError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"too many calls in flight (at most {limit}); try again later",
+        http_status=TOO_MANY_REQUESTS,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _handle(request: web.Request, state: GatewayState) -> web.StreamResponse:
     try:
         return await _serve(request, state)
     except Exception as exc:  # every failure is rendered the same way; CancelledError passes
@@ -97,6 +133,7 @@ async def _serve(request: web.Request, state: GatewayState) -> web.StreamRespons
     if path == HEALTH_PATH and request.method == "GET":
         return await _health_response(state)
     match = _match(state.routes, request.method, path)
+    check_request_media_type(match.route, request.headers.get("Content-Type", ""))  # D16
     call_options = call_options_from_headers(
         request.headers, state.options, streaming=match.route.server_streaming
     )
@@ -156,17 +193,14 @@ async def _read_body(request: web.Request, match: RouteMatch, options: GatewayOp
                 f"{match.route.http_method} {match.route.template.text} takes no request body"
             )
         return b""
-    length = request.content_length
-    try:
-        if length is not None and length > options.max_body_bytes:
-            raise web.HTTPRequestEntityTooLarge(max_size=options.max_body_bytes, actual_size=length)
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise TranscodeError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"the request body is larger than {options.max_body_bytes} bytes",
-            http_status=413,
-        ) from None
+    # P2: decompressed here, bounded while streaming (http_server.py turns aiohttp's off).
+    return await read_body(
+        request.content,
+        content_encoding=request.headers.get("Content-Encoding", ""),
+        content_length=request.content_length,
+        limit=options.max_body_bytes,
+        seconds=options.body_timeout,
+    )
 
 
 async def _health_response(state: GatewayState) -> web.Response:

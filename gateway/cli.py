@@ -19,14 +19,20 @@ from taskgate.command import (
     DEFAULT_HTTP_ADDRESS,
     Address,
     SettingsError,
+    add_cors_arguments,
     add_flag,
+    add_limit_arguments,
+    add_shutdown_arguments,
     add_switch,
+    add_tls_arguments,
     configure_logging,
+    cors_origins,
     log_level,
     one_of,
     optional,
     seconds,
 )
+from taskgate.tls import ServerTLSFiles, TLSError, UpstreamTLS, checked_server_files
 
 if TYPE_CHECKING:
     from taskgate.gateway.standalone import StandaloneConfig
@@ -99,8 +105,48 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "30",
         type=seconds,
     )
+    add_shutdown_arguments(parser, env)
+    add_tls_arguments(parser, env)
+    add_upstream_tls_arguments(parser, env)
     add_flag(parser, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", type=log_level)
+    add_limit_arguments(parser, env)
+    add_cors_arguments(parser, env)
     parser.set_defaults(run=run)
+
+
+def add_upstream_tls_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """TLS from the gateway to --upstream (docs/decisions.md P8)."""
+    add_switch(parser, env, "--upstream-tls", "connect to the upstream with TLS")
+    add_flag(
+        parser,
+        env,
+        "--upstream-ca",
+        "PEM CA bundle the upstream's certificate must chain to (implies --upstream-tls; "
+        "default: grpc's root certificates)",
+        metavar="FILE",
+        type=optional(Path),
+    )
+    add_flag(
+        parser,
+        env,
+        "--upstream-server-name",
+        "the name the upstream's certificate must carry, when not the host of --upstream "
+        "(implies --upstream-tls)",
+        metavar="NAME",
+    )
+
+
+def upstream_tls(args: argparse.Namespace) -> UpstreamTLS | None:
+    """--upstream-tls and its options, the CA bundle checked now; None for plaintext."""
+    server_name: str | None = args.upstream_server_name or None
+    if not (args.upstream_tls or args.upstream_ca is not None or server_name is not None):
+        return None
+    tls = UpstreamTLS(ca=args.upstream_ca, server_name=server_name)
+    try:
+        tls.check()
+    except TLSError as error:
+        raise SettingsError(str(error)) from None
+    return tls
 
 
 def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
@@ -116,6 +162,8 @@ def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
         strict=args.strict or preset.strict,
         emit_unpopulated=args.emit_unpopulated or preset.emit_unpopulated,
         default_timeout=args.timeout or None,
+        max_body_bytes=args.max_message_bytes,
+        max_concurrent_calls=args.max_concurrent_calls,
         use_proto_field_names=(
             preset.use_proto_field_names if args.json_names is None else args.json_names == "proto"
         ),
@@ -128,7 +176,19 @@ def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
         options=options,
         descriptor_set=args.descriptor_set,
         refresh_interval=args.refresh_interval,
+        shutdown_grace=args.shutdown_grace,
+        shutdown_lag=args.shutdown_lag,
+        cors_origins=cors_origins(args),
+        tls=_server_tls(args),
+        upstream_tls=upstream_tls(args),
     )
+
+
+def _server_tls(args: argparse.Namespace) -> ServerTLSFiles | None:
+    try:
+        return checked_server_files(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except TLSError as error:
+        raise SettingsError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:

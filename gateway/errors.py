@@ -18,9 +18,12 @@ from google.rpc import error_details_pb2  # noqa: F401  (registers google.rpc.* 
 
 from taskgate.gateway.json_fast import dump_json
 from taskgate.gateway.options import ErrorStyle
+from taskgate.logs import RateLimitedLog
 from taskgate.rpc import RpcStatus, RpcStatusError, code_number
 
 log = logging.getLogger(__name__)
+#: Clients that go away mid-upload: one line every 10 s at most, with a count.
+_disconnects = RateLimitedLog(log)
 
 #: google/rpc/code.proto "HTTP Mapping" (docs/decisions.md T39).
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
@@ -88,6 +91,11 @@ def status_from_exception(exc: BaseException) -> RpcStatus:
     """The one translation of exceptions; unexpected ones are logged here, once."""
     if isinstance(exc, RpcStatusError):
         return exc.status
+    if isinstance(exc, ConnectionResetError):  # aiohttp's "Connection lost" mid-body
+        _disconnects.info(
+            "disconnected", "a client disconnected before its request was read: %s", exc
+        )
+        return RpcStatus(grpc.StatusCode.CANCELLED, "the client disconnected")
     log.error("unexpected error while serving a REST call", exc_info=exc)
     return RpcStatus(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
 

@@ -17,6 +17,8 @@ from typing import Any
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
 
+from taskgate.gateway.timestamps import TIMESTAMP_TYPE, is_rfc3339
+
 FieldDescriptor = descriptor.FieldDescriptor
 T = FieldDescriptor  # short alias for the type constants below
 
@@ -276,6 +278,8 @@ def _parse_wkt(field: FieldDescriptor, text: str) -> Message:
         snake = [p if "_" in p else _UPPER.sub(r"_\1", p).lower() for p in paths]
         getattr(wkt, "paths").extend(snake)  # noqa: B009
         return wkt
+    if name == TIMESTAMP_TYPE and not is_rfc3339(text):
+        raise ValueError(text)  # C14: strict RFC 3339, not all that protobuf's parser takes
     try:
         if name in _JSON_TEXT_TYPES:
             json_format.ParseDict(json.loads(text), wkt)

@@ -25,6 +25,7 @@ from taskgate.gateway.field_paths import (
 )
 from taskgate.gateway.json_fast import dump_json, map_key
 from taskgate.gateway.options import GatewayOptions
+from taskgate.gateway.timestamps import TIMESTAMP_TYPE, is_rfc3339
 
 JSON_CONTENT_TYPE = "application/json"
 DEFAULT_BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -118,10 +119,26 @@ def _drop_unknown_fields(
             del document[key]
             continue
         child, items = _nested_messages(field, document[key])
+        if child is not None and child.full_name == TIMESTAMP_TYPE:
+            _check_timestamps(field, document[key], ".".join([*path, key][hidden:]))
         if child is None or child.full_name.startswith(_WKT_PREFIX):
             continue
         for item in items:
             _drop_unknown_fields(item, child, [*path, key], hidden, strict=strict, index=index)
+
+
+def _check_timestamps(field: FieldDescriptor, value: Any, shown: str) -> None:
+    """C14: strict RFC 3339 text for Timestamp fields (other JSON types: json_format decides)."""
+    if is_map(field):
+        texts = list(value.values()) if isinstance(value, dict) else []
+    elif field.is_repeated:
+        texts = value if isinstance(value, list) else []
+    else:
+        texts = [value]
+    if any(isinstance(text, str) and not is_rfc3339(text) for text in texts):
+        raise TranscodeError.invalid(
+            f'invalid value for field "{shown}": expected {_expected(field)}'
+        )
 
 
 def _nested_messages(

@@ -13,6 +13,10 @@ ErrorStyle = Literal["kfp", "status"]
 
 #: 4 MiB, grpc's default maximum message size.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+#: `--max-concurrent-calls`' default.
+DEFAULT_MAX_CONCURRENT_CALLS = 1000
+#: Seconds a whole request body may take to arrive (at least 140 KB/s for a 4 MiB body).
+DEFAULT_BODY_TIMEOUT = 30.0
 #: KFP's `grpcCustomMatcher` forwards only the user-id header (`kubeflow-userid` by default).
 KFP_FORWARDED_HEADERS = frozenset({"kubeflow-userid"})
 
@@ -37,12 +41,20 @@ class GatewayOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: seconds allowed per call when the request has no `Grpc-Timeout` header; None: no deadline.
     default_timeout: float | None = None
+    #: calls served at once (`/healthz` aside); more are refused at once with 429.
+    max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
+    #: seconds a request body may take to arrive; a slower one is refused with 408.
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.error_style not in ("kfp", "status"):
             raise ValueError(f"error_style must be 'kfp' or 'status', not {self.error_style!r}")
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
+        if self.max_concurrent_calls <= 0:
+            raise ValueError("max_concurrent_calls must be positive")
+        if self.body_timeout <= 0:
+            raise ValueError("body_timeout must be positive")
         if self.default_timeout is not None and self.default_timeout <= 0:
             raise ValueError("default_timeout must be positive")
         if any(name != name.lower() for name in self.forwarded_headers):

@@ -20,7 +20,13 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2
 
-from taskgate.command import DEFAULT_HTTP_ADDRESS, SignalHandlers
+from taskgate.command import (
+    DEFAULT_HTTP_ADDRESS,
+    DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_SHUTDOWN_LAG,
+    SignalHandlers,
+    shutdown_lag,
+)
 from taskgate.gateway.app import create_gateway_app, replace_routes
 from taskgate.gateway.discovery import (
     DiscoveredServices,
@@ -33,6 +39,7 @@ from taskgate.gateway.http_server import start_http
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.routing import RouteTable
 from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
+from taskgate.tls import ServerTLS, ServerTLSFiles, TLSError, UpstreamTLS
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,16 @@ class StandaloneConfig:
     descriptor_set: Path | None = None
     #: seconds between re-discoveries; 0 never (SIGHUP still refreshes).
     refresh_interval: float = 0.0
+    #: --shutdown-grace: seconds after SIGTERM within which in-flight calls finish.
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    #: --shutdown-lag: seconds after SIGTERM that the listener keeps accepting, /healthz 503.
+    shutdown_lag: float = DEFAULT_SHUTDOWN_LAG
+    #: --tls-cert, --tls-key, --tls-client-ca: serve HTTPS; None serves plaintext HTTP.
+    tls: ServerTLSFiles | None = None
+    #: --upstream-tls and its options; None: a plaintext channel to the upstream.
+    upstream_tls: UpstreamTLS | None = None
+    #: --cors-origin: origins whose pages may call the gateway from a browser (CORS).
+    cors_origins: tuple[str, ...] = ()
 
 
 async def run_gateway(config: StandaloneConfig) -> int:
@@ -63,6 +80,8 @@ async def run_gateway(config: StandaloneConfig) -> int:
         with SignalHandlers() as signals:
             async with gateway_serving(config) as running:
                 signals.on(signal.SIGHUP, running.request_refresh)
+                if running.tls is not None:
+                    signals.on(signal.SIGHUP, running.tls.reload)
                 log.info(
                     "taskgate gateway ready: REST on %s:%d for %s (%d routes)",
                     config.host,
@@ -71,6 +90,15 @@ async def run_gateway(config: StandaloneConfig) -> int:
                     len(running.routes.routes),
                 )
                 await signals.stop.wait()
+                lag = shutdown_lag(config.shutdown_grace, config.shutdown_lag)
+                log.info(
+                    "shutting down: /healthz 503; accepting calls for %.1fs more, in-flight "
+                    "calls finish within %.1fs of the signal",
+                    lag,
+                    config.shutdown_grace,
+                )
+                running.draining = True
+                await asyncio.sleep(lag)
     except GatewayStartupError as error:
         log.error("cannot start: %s", error)
         return 1
@@ -84,6 +112,10 @@ class RunningGateway:
     def __init__(self, port: int, routes: RouteTable) -> None:
         self.port = port
         self.routes = routes
+        #: The certificates HTTPS serves (reloaded on SIGHUP); None when plaintext.
+        self.tls: ServerTLS | None = None
+        #: Set on SIGTERM: /healthz answers 503 from then on.
+        self.draining = False
         self._refresh = asyncio.Event()
 
     def request_refresh(self) -> None:
@@ -101,13 +133,21 @@ class RunningGateway:
 async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGateway]:
     """The gateway, started; stopped on exit."""
     async with AsyncExitStack() as stack:
-        channel = open_upstream_channel(config.upstream)
+        channel = open_upstream_channel(
+            config.upstream,
+            max_message_bytes=config.options.max_body_bytes,
+            tls=config.upstream_tls,
+        )
         stack.push_async_callback(channel.close)
         discovered = await _discover(channel, config)
         routes = _route_table(discovered, config.upstream)
         invoker = GrpcInvoker(channel, upstream=config.upstream, pool=discovered.pool)
 
+        running: RunningGateway | None = None
+
         async def upstream_healthy() -> bool:
+            if running is not None and running.draining:
+                return False
             return await _upstream_healthy(channel)
 
         app = create_gateway_app(
@@ -116,17 +156,37 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             config.options,
             health=upstream_healthy,
             descriptor_pool=discovered.pool,
+            cors_origins=config.cors_origins,
         )
+        tls = _load_tls(config)
         try:
-            port = await start_http(stack, app, config.host, config.port)
+            port = await start_http(
+                stack,
+                app,
+                config.host,
+                config.port,
+                ssl_context=None if tls is None else tls.ssl_context,
+                shutdown_timeout=config.shutdown_grace
+                - shutdown_lag(config.shutdown_grace, config.shutdown_lag),
+            )
         except OSError as error:
             raise GatewayStartupError(
                 f"cannot listen on {config.host}:{config.port}: {error.strerror}"
             ) from None
         running = RunningGateway(port, routes)
+        running.tls = tls
         refresher = asyncio.create_task(_refresh_forever(app, channel, config, running))
         stack.push_async_callback(_cancel, refresher)
         yield running
+
+
+def _load_tls(config: StandaloneConfig) -> ServerTLS | None:
+    if config.tls is None:
+        return None
+    try:
+        return ServerTLS(config.tls)
+    except TLSError as error:  # the files changed since the command line checked them
+        raise GatewayStartupError(str(error)) from None
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -27,15 +27,15 @@ from taskgate.rpc import (
     RpcStatus,
     RpcStatusError,
 )
+from taskgate.tls import UpstreamTLS
 
 log = logging.getLogger(__name__)
 
 BAD_GATEWAY = 502
 
 #: Keepalive stays off (grpc's client default); reconnect quickly once the upstream is back.
+#: The message size limits (--max-message-bytes) are added by `open_upstream_channel`.
 CHANNEL_OPTIONS: Final[Sequence[tuple[str, int]]] = (
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 5000),
 )
@@ -50,6 +50,10 @@ _TRANSPORT_PREFIXES: Final = (
 )
 #: Plain words for the operator, by a phrase of grpc-core's text; the first match wins.
 _TRANSPORT_REASONS: Final = (
+    ("certificate_verify_failed", "TLS handshake failed: its certificate is not trusted"),
+    ("hostname verification", "TLS handshake failed: its certificate does not name it"),
+    ("peer name", "TLS handshake failed: its certificate does not name it"),
+    ("handshake", "TLS handshake failed"),
     ("connection refused", "connection refused"),
     ("resolv", "name resolution failed"),
     ("timed out", "connection timed out"),
@@ -58,9 +62,27 @@ _TRANSPORT_REASONS: Final = (
 )
 
 
-def open_upstream_channel(target: str) -> grpc.aio.Channel:
-    """A plaintext channel to `target` ("HOST:PORT"); connects lazily and reconnects by itself."""
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def open_upstream_channel(
+    target: str, *, max_message_bytes: int = MAX_MESSAGE_BYTES, tls: UpstreamTLS | None = None
+) -> grpc.aio.Channel:
+    """A channel to `target` ("HOST:PORT"); connects lazily and reconnects by itself. Plaintext,
+    or TLS with `tls` (--upstream-tls): the upstream's certificate must chain to --upstream-ca
+    (grpc's default roots without it) and name --upstream-server-name (the host without it).
+    Every call on the upstream goes through it: reflection, health checks and the calls.
+
+    Messages either way are limited to `max_message_bytes` (--max-message-bytes): a larger
+    request is refused before it is sent, a larger response is RESOURCE_EXHAUSTED."""
+    limits = (
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    )
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=(*limits, *CHANNEL_OPTIONS))
+    return grpc.aio.secure_channel(
+        target,
+        tls.channel_credentials(),
+        options=(*limits, *CHANNEL_OPTIONS, *tls.channel_options()),
+    )
 
 
 def describe_unreachable(details: str) -> str | None:

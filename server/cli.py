@@ -14,18 +14,25 @@ import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from taskgate.command import (
     DEFAULT_HTTP_ADDRESS,
     Address,
     SettingsError,
+    add_cors_arguments,
     add_flag,
+    add_limit_arguments,
+    add_shutdown_arguments,
+    add_tls_arguments,
     configure_logging,
+    cors_origins,
     log_level,
     optional,
     run_command,
 )
 from taskgate.server.settings import DEFAULT_DATA_DIR, DEFAULT_GRPC_ADDRESS, ServeSettings
+from taskgate.tls import ServerTLSFiles, TLSError, checked_server_files
 
 HELP = "serve api.TaskService over gRPC and REST on PostgreSQL"
 DESCRIPTION = (
@@ -45,9 +52,33 @@ def worker_count(text: str) -> int:
 
 
 def database_url(text: str) -> str:
+    """A postgresql:// URL whose host and port can be read (asyncpg would fail on them later,
+    with a traceback); whether the server is there is found out at start-up."""
     if not text.startswith(("postgres://", "postgresql://")):
         raise SettingsError("expected a postgresql:// URL")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError as error:
+        raise SettingsError(f"not a valid postgresql:// URL: {error}") from None
     return text
+
+
+def database_url_file(text: str) -> str:
+    """The URL held in a file (e.g. a mounted Kubernetes Secret), surrounding whitespace
+    stripped. Errors name the file, never its contents."""
+    path = Path(text)
+    try:
+        url = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        raise SettingsError(f"cannot read {path}: {reason}") from None
+    if not url:
+        raise SettingsError(f"{path} is empty")
+    try:
+        return database_url(url)
+    except SettingsError as error:
+        raise SettingsError(f"{path}: {error}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -79,25 +110,75 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
     add_flag(
         database,
         env,
+        "--database-url-file",
+        "a file holding the postgresql:// URL (a mounted secret), kept out of ps and the "
+        "environment",
+        metavar="FILE",
+        type=optional(database_url_file),
+    )
+    add_flag(
+        database,
+        env,
         "--data-dir",
         "where the embedded PostgreSQL keeps its data",
         str(DEFAULT_DATA_DIR),
         type=Path,
     )
     add_flag(parser, env, "--workers", "worker processes sharing the ports", "1", type=worker_count)
+    add_shutdown_arguments(parser, env)
+    add_tls_arguments(parser, env)
     add_flag(parser, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", type=log_level)
+    add_limit_arguments(parser, env)
+    add_cors_arguments(parser, env)
+    add_authz_arguments(parser, env)
     parser.set_defaults(run=run)
+
+
+def add_authz_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """--authz-policy FILE: multi-user mode (server/authz; docs/security.md)."""
+    add_flag(
+        parser,
+        env,
+        "--authz-policy",
+        "multi-user mode: identities and per-namespace rights from this YAML or JSON policy "
+        "(reloaded on SIGHUP); off by default",
+        metavar="FILE",
+        type=optional(Path),
+    )
 
 
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(
         grpc_address=args.grpc_address,
         http_address=args.http_address,
-        database_url=args.database_url,
+        database_url=_database_url(args),
         data_dir=args.data_dir,
         workers=args.workers,
         log_level=args.log_level,
+        grace_period=args.shutdown_grace,
+        shutdown_lag=args.shutdown_lag,
+        max_message_bytes=args.max_message_bytes,
+        max_concurrent_calls=args.max_concurrent_calls,
+        tls=_tls_files(args),
+        authz_policy=args.authz_policy,
+        cors_origins=cors_origins(args),
     )
+
+
+def _database_url(args: argparse.Namespace) -> str | None:
+    url: str | None = args.database_url
+    from_file: str | None = args.database_url_file
+    if url is not None and from_file is not None:
+        raise SettingsError("give --database-url or --database-url-file, not both")
+    return url if from_file is None else from_file
+
+
+def _tls_files(args: argparse.Namespace) -> ServerTLSFiles | None:
+    """The TLS files, checked now so that a bad one is a usage error naming its flag."""
+    try:
+        return checked_server_files(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except TLSError as error:
+        raise SettingsError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:

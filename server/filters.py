@@ -17,6 +17,7 @@ from urllib.parse import unquote_plus
 from google.protobuf import json_format
 
 from taskgate.api import filter_pb2
+from taskgate.gateway.timestamps import is_rfc3339
 from taskgate.server.errors import ServiceError, echo, invalid_input
 from taskgate.server.validation import MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS
 from taskgate.store.records import Column, Condition, Op
@@ -107,10 +108,26 @@ def _parse_json(text: str) -> filter_pb2.Filter:
         return filter_pb2.Filter()
     if not isinstance(document, dict):
         raise ValueError("a filter must be a JSON object")
+    _check_timestamps(document)
     try:
         return json_format.ParseDict(document, filter_pb2.Filter())
     except json_format.ParseError as error:
         raise ValueError(_plain(str(error))) from None
+
+
+def _check_timestamps(document: dict[str, object]) -> None:
+    """Decision C14: a timestamp value is strict RFC 3339 text (protobuf's parser takes more)."""
+    predicates = document.get("predicates")
+    for i, predicate in enumerate(predicates if isinstance(predicates, list) else ()):
+        if not isinstance(predicate, dict):
+            continue
+        for name in ("timestamp_value", "timestampValue"):
+            value = predicate.get(name)
+            if isinstance(value, str) and not is_rfc3339(value):
+                raise ValueError(
+                    f"predicates[{i}].{name}: expected an RFC 3339 timestamp such as "
+                    '"2024-01-02T03:04:05Z"'
+                )
 
 
 _PARSE_PREFIX = re.compile(r"^(?:Failed to parse \w+ field: )+")

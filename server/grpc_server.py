@@ -1,12 +1,22 @@
-"""The gRPC door: a grpc.aio server whose handlers run the call pipeline."""
+"""The gRPC door: a grpc.aio server whose handlers run the call pipeline.
+
+Bounded (docs/decisions.md P2, P3): messages either way up to --max-message-bytes (grpc refuses
+a larger one from its length prefix, RESOURCE_EXHAUSTED), at most --max-concurrent-calls calls at
+once (more are RESOURCE_EXHAUSTED at once, never queued), a connection that sends no HTTP/2
+preface within HANDSHAKE_TIMEOUT_MS is closed, idle connections are closed after
+MAX_CONNECTION_IDLE_MS, and a request that does not decode is INVALID_ARGUMENT in plain words.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from taskgate.rpc import (
+    MAX_CONCURRENT_CALLS,
     MAX_MESSAGE_BYTES,
     STATUS_DETAILS_KEY,
     CallOptions,
@@ -16,8 +26,26 @@ from taskgate.rpc import (
 )
 from taskgate.server.pipeline import CallPipeline, Method
 
+#: A connection must complete its handshake and send the HTTP/2 preface and SETTINGS this fast.
+HANDSHAKE_TIMEOUT_MS = 5_000
+#: A connection with no call for this long gets GOAWAY (clients reconnect transparently).
+MAX_CONNECTION_IDLE_MS = 60_000
+#: Connections are recycled after this long (calls in flight get the grace below to finish), so
+#: replicas added behind a load balancer get their share.
+MAX_CONNECTION_AGE_MS = 30 * 60_000
+MAX_CONNECTION_AGE_GRACE_MS = 30_000
+#: While calls are active, a peer that does not answer a ping within the timeout is dropped.
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
 
-def create_grpc_server(pipeline: CallPipeline, *, reuse_port: bool = False) -> grpc.aio.Server:
+
+def create_grpc_server(
+    pipeline: CallPipeline,
+    *,
+    reuse_port: bool = False,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_concurrent_calls: int = MAX_CONCURRENT_CALLS,
+) -> grpc.aio.Server:
     """A server with every pipeline method registered (ports and reflection are added later).
 
     SO_REUSEPORT only for --workers: otherwise a second taskgate on the same port must fail to
@@ -25,12 +53,19 @@ def create_grpc_server(pipeline: CallPipeline, *, reuse_port: bool = False) -> g
     """
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+            ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+            ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ],
+        maximum_concurrent_rpcs=max_concurrent_calls,
     )
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Message, Message]]] = {}
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Message | None, Message]]] = {}
     for full_name, method in pipeline.methods.items():
         service, name = full_name.lstrip("/").split("/")
         by_service.setdefault(service, {})[name] = _method_handler(pipeline, full_name, method)
@@ -42,10 +77,15 @@ def create_grpc_server(pipeline: CallPipeline, *, reuse_port: bool = False) -> g
 
 def _method_handler(
     pipeline: CallPipeline, full_name: str, method: Method
-) -> grpc.RpcMethodHandler[Message, Message]:
+) -> grpc.RpcMethodHandler[Message | None, Message]:
+    undecodable = f"the request is not a valid {method.request_type.DESCRIPTOR.full_name} message"
+
     async def behavior(
-        request: Message, context: grpc.aio.ServicerContext[Message, Message]
+        request: Message | None, context: grpc.aio.ServicerContext[Message | None, Message]
     ) -> Message:
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, undecodable)
+            raise AssertionError("unreachable: abort raises")
         options = CallOptions(
             metadata=tuple(context.invocation_metadata() or ()),
             timeout=context.time_remaining(),
@@ -59,9 +99,22 @@ def _method_handler(
 
     return grpc.unary_unary_rpc_method_handler(
         behavior,
-        request_deserializer=method.request_type.FromString,
+        request_deserializer=_deserializer(method.request_type),
         response_serializer=method.response_type.SerializeToString,
     )
+
+
+def _deserializer(request_type: type[Message]) -> Callable[[bytes], Message | None]:
+    """Decode a request; None (→ INVALID_ARGUMENT) when the bytes are not one. Without this,
+    grpc answers UNKNOWN naming DecodeError, and logs a traceback per call."""
+
+    def deserialize(data: bytes) -> Message | None:
+        try:
+            return request_type.FromString(data)
+        except Exception:  # DecodeError, and whatever else bad bytes make the parser raise
+            return None
+
+    return deserialize
 
 
 def _details_metadata(status: RpcStatus) -> tuple[tuple[str, bytes], ...]:

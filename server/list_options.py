@@ -19,6 +19,7 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
 LIST_OPTIONS_FAILED = "Failed to create list options"
 FILTER_FAILED = "Validating filter failed."
+INVALID_PAGE_TOKEN = "Invalid page token."  # noqa: S105 - a message
 
 #: sort_by field names: the filter keys, matched after lower-casing (decision D9: all eight are
 #: sortable).
@@ -47,18 +48,20 @@ class ListPlan:
 
     query: TaskQuery
     options: ListOptions
+    #: multi-user mode: the caller the next page token is bound to (`Caller.binding`).
+    binding: str = ""
 
     def next_page_token(self, cursor: Cursor) -> PageToken:
         # The resource reference is not kept: KFP takes it from each request (K9).
-        return PageToken(
-            self.options.sort, self.options.descending, self.options.conditions, cursor
-        )
+        options = self.options
+        return PageToken(options.sort, options.descending, options.conditions, cursor, self.binding)
 
 
-def plan_list(request: task_pb2.ListTasksRequest, token_key: bytes) -> ListPlan:
-    """Validate a ListTasks request and build the store query for the page it asks for."""
+def plan_list(request: task_pb2.ListTasksRequest, token_key: bytes, binding: str = "") -> ListPlan:
+    """Validate a ListTasks request and build the store query for the page it asks for.
+    `binding`: multi-user mode's caller; a page token issued to another is invalid."""
     try:
-        options, cursor, page_size = _list_options(request, token_key)
+        options, cursor, page_size = _list_options(request, token_key, binding)
     except ServiceError as error:
         raise error.wrap(LIST_OPTIONS_FAILED) from None
     query = TaskQuery(
@@ -68,11 +71,11 @@ def plan_list(request: task_pb2.ListTasksRequest, token_key: bytes) -> ListPlan:
         limit=page_size,
         after=cursor,
     )
-    return ListPlan(query, options)
+    return ListPlan(query, options, binding)
 
 
 def _list_options(
-    request: task_pb2.ListTasksRequest, token_key: bytes
+    request: task_pb2.ListTasksRequest, token_key: bytes, binding: str
 ) -> tuple[ListOptions, Cursor | None, int]:
     if not request.page_token:
         filter_message = parse_filter_message(request.filter)
@@ -82,6 +85,11 @@ def _list_options(
         return ListOptions(sort, descending, conditions), None, page_size
     page_size = check_page_size(request.page_size)
     token = _decode_token(request.page_token, token_key)
+    if token.binding != binding:
+        # Multi-user mode: a token is good only for the caller it was issued to.
+        raise invalid_input_with_details(
+            "the token was issued to another caller", INVALID_PAGE_TOKEN
+        )
     options = ListOptions(token.sort, token.descending, token.conditions)
     if request.sort_by or request.filter:
         # KFP: criteria re-sent with a token must match the token's. Decision D6: compare the
@@ -129,7 +137,7 @@ def _decode_token(text: str, key: bytes) -> PageToken:
         return decode_page_token(text, key)
     except PageTokenError as error:
         # Decision D4: "page", where KFP 1.x says "package".
-        raise invalid_input_with_details(str(error), "Invalid page token.") from None
+        raise invalid_input_with_details(str(error), INVALID_PAGE_TOKEN) from None
 
 
 def _reference_conditions(request: task_pb2.ListTasksRequest) -> tuple[Condition, ...]:

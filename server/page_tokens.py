@@ -35,17 +35,22 @@ class PageToken:
     conditions: tuple[Condition, ...]
     #: The first row of the next page.
     cursor: Cursor
+    #: Multi-user mode: the caller the token was issued to (`Caller.binding`); "" otherwise.
+    binding: str = ""
 
 
 def encode_page_token(token: PageToken, key: bytes) -> str:
+    document: dict[str, object] = {
+        "v": TOKEN_VERSION,
+        "s": token.sort.value,
+        "d": token.descending,
+        "f": [[c.column.value, c.op.value, _json_value(c.value)] for c in token.conditions],
+        "c": [token.cursor.sort_value, token.cursor.id],
+    }
+    if token.binding:
+        document["u"] = token.binding  # absent in single-user mode: those tokens are unchanged
     payload = json.dumps(
-        {
-            "v": TOKEN_VERSION,
-            "s": token.sort.value,
-            "d": token.descending,
-            "f": [[c.column.value, c.op.value, _json_value(c.value)] for c in token.conditions],
-            "c": [token.cursor.sort_value, token.cursor.id],
-        },
+        document,
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode()
@@ -80,7 +85,11 @@ def _from_document(document: dict[str, Any]) -> PageToken:
         Condition(Column(column), Op(op), tuple(value) if isinstance(value, list) else value)
         for column, op, value in document["f"]
     )
-    return PageToken(sort, bool(document["d"]), conditions, Cursor(sort_value, row_id))
+    binding = document.get("u", "")
+    if not isinstance(binding, str):
+        raise ValueError("bad binding")
+    cursor = Cursor(sort_value, row_id)
+    return PageToken(sort, bool(document["d"]), conditions, cursor, binding)
 
 
 def _json_value(value: object) -> object:

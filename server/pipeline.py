@@ -16,10 +16,13 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import Message
 
+from taskgate.logs import RateLimitedLog
 from taskgate.rpc import CallOptions, RpcStatusError
+from taskgate.server.authz.access import Gate, acting_as
 from taskgate.server.errors import ServiceError
 
 log = logging.getLogger(__name__)
+_failures = RateLimitedLog(log)
 
 #: A servicer method: the request and what the caller sent with it (metadata, deadline).
 Handler = Callable[[Message, CallOptions], Awaitable[Message]]
@@ -37,8 +40,10 @@ class Method:
 class CallPipeline:
     """Runs handlers by full method name ("/api.TaskService/CreateTask")."""
 
-    def __init__(self, methods: Mapping[str, Method]) -> None:
+    def __init__(self, methods: Mapping[str, Method], gate: Gate | None = None) -> None:
         self.methods = dict(methods)
+        #: multi-user mode (server/authz): every call is authenticated here, on either door.
+        self.gate = gate
 
     async def call(self, method: str, request: Message, options: CallOptions) -> Message:
         """Run one call of `method` ("/pkg.Service/Method"); raises RpcStatusError for every
@@ -63,10 +68,15 @@ class CallPipeline:
             raise RpcStatusError.of(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {name}")
         try:
             async with asyncio.timeout(options.timeout):
-                return await method.handler(request, options)
+                if self.gate is None:
+                    return await method.handler(request, options)
+                with acting_as(*await self.gate.admit(options.metadata)):
+                    return await method.handler(request, options)
         except ServiceError as error:
             if error.code != grpc.StatusCode.INVALID_ARGUMENT:
-                log.warning("%s failed: %s", name, error.chain)
+                # One line per method and code every 10 s, with a count: an outage fails every
+                # call, and must not write a line for each.
+                _failures.warning((name, error.code), "%s failed: %s", name, error.chain)
             raise RpcStatusError.of(error.code, error.chain, error.details()) from None
         except TimeoutError:
             raise RpcStatusError.of(

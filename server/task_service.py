@@ -13,6 +13,7 @@ from typing import cast
 
 from taskgate.api import task_pb2
 from taskgate.rpc import CallOptions
+from taskgate.server.authz.access import current_caller, require_write, restrict_list
 from taskgate.server.converters import record_to_task
 from taskgate.server.errors import internal, unavailable
 from taskgate.server.list_options import plan_list
@@ -38,6 +39,7 @@ class TaskService:
         self, request: task_pb2.CreateTaskRequest, options: CallOptions
     ) -> task_pb2.Task:
         new_task = check_create_task(request)
+        await require_write(new_task.namespace)  # multi-user mode: 403 before anything is written
         with _store_errors("Failed to create a new task.", "Failed to add task to task table"):
             record = await self._store.create_task(new_task)
         return record_to_task(record)
@@ -47,9 +49,11 @@ class TaskService:
     ) -> task_pb2.ListTasksResponse:
         with _store_errors("List tasks failed.", "Failed to read the page token key"):
             key = await self._store.token_key()
-        plan = plan_list(request, key)
+        bound = current_caller()
+        plan = plan_list(request, key, "" if bound is None else bound[0].binding)
+        query = await restrict_list(plan.query)  # multi-user mode: only readable namespaces
         with _store_errors("List tasks failed.", "Failed to list tasks"):
-            page = await self._store.list_tasks(plan.query)
+            page = await self._store.list_tasks(query)
         token = ""
         if page.next_cursor is not None:
             token = encode_page_token(plan.next_page_token(page.next_cursor), key)

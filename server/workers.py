@@ -12,19 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import signal
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
 from taskgate.command import SignalHandlers, configure_logging
-from taskgate.server.database import database_url, migrated_pool
+from taskgate.server.database import database_origin, database_url, migrated_pool
 from taskgate.server.settings import ServeSettings
 from taskgate.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+#: After the grace period, how long a worker may take to exit before it is killed.
+STOP_MARGIN_SECONDS = 5.0
 
 
 async def run_workers(settings: ServeSettings) -> int:
@@ -36,7 +41,7 @@ async def run_workers(settings: ServeSettings) -> int:
         signals = stack.enter_context(SignalHandlers())
         try:
             dsn = await stack.enter_async_context(database_url(settings))
-            async with migrated_pool(dsn):
+            async with migrated_pool(dsn, database_origin(settings)):
                 pass  # the workers use the migrated database, each with its own pool
         except StoreError as error:
             log.error("cannot start: %s", error)
@@ -49,11 +54,20 @@ async def run_workers(settings: ServeSettings) -> int:
             )
             for i in range(settings.workers)
         ]
+        reloads = settings.tls is not None or settings.authz_policy is not None
+        if reloads:
+            # The workers inherit the blocked SIGHUP and unblock it once they handle it
+            # (SignalHandlers.on): one sent while a worker starts waits, never ends it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         for worker in workers:
             worker.start()
         log.info("started %d workers: pids %s", len(workers), [w.pid for w in workers])
+        if reloads:  # each worker reloads its own certificates and policy
+            signals.on(signal.SIGHUP, lambda: _forward(workers, signal.SIGHUP))
         failed = await _supervise(workers, signals.stop)
-        await asyncio.to_thread(_stop_all, workers, settings.grace_period + 5)
+        # Each worker drains itself within the grace period; the margin only covers its pool
+        # closing and process exit. One deadline for all of them, not one each.
+        await asyncio.to_thread(_stop_all, workers, settings.grace_period + STOP_MARGIN_SECONDS)
     log.info("stopped")
     return 1 if failed else 0
 
@@ -73,12 +87,19 @@ async def _supervise(workers: Sequence[BaseProcess], stop: asyncio.Event) -> boo
     return False
 
 
+def _forward(workers: Sequence[BaseProcess], signum: signal.Signals) -> None:
+    for worker in workers:
+        if worker.pid is not None and worker.is_alive():
+            os.kill(worker.pid, signum)
+
+
 def _stop_all(workers: Sequence[BaseProcess], timeout: float) -> None:
     for worker in workers:
         if worker.is_alive():
-            worker.terminate()  # SIGTERM: the worker shuts down gracefully
+            worker.terminate()  # SIGTERM: the worker drains within the grace period
+    deadline = time.monotonic() + timeout
     for worker in workers:
-        worker.join(timeout)
+        worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive():
             log.warning("worker %s did not stop in %.0fs; killing it", worker.name, timeout)
             worker.kill()

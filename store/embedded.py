@@ -50,12 +50,16 @@ class EmbeddedPostgres:
     """A PostgreSQL server in `<data_dir>/pgdata`, kept across restarts.
 
     `await start()` returns an asyncpg DSN; `await stop()` stops the server only if this
-    object started it (a server found already running on the data directory is reused).
+    object started it. A server found already running on the data directory is reused while
+    the taskgate process that started it (recorded in `<data_dir>/postmaster.owner`) still runs;
+    one whose owner is gone (killed with SIGKILL, say) is an orphan: it is stopped and started
+    again, and from then on belongs to this object, which stops it.
     """
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.expanduser().absolute()
         self.pgdata = self.data_dir / "pgdata"
+        self.owner_file = self.data_dir / "postmaster.owner"
         self._started_here = False
 
     @property
@@ -82,9 +86,20 @@ class EmbeddedPostgres:
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(bin_dir, run_as)
             pid = embedded_os.live_postmaster_pid(self.pgdata)
+            if pid is not None and embedded_os.owner_is_gone(self.owner_file):
+                log.warning(
+                    "embedded PostgreSQL in %s (pid %d) was left running by a taskgate process "
+                    "that is gone; restarting it",
+                    self.pgdata,
+                    pid,
+                )
+                self._wait_until_ready()  # pg_ctl stop waits for a server still starting up
+                self._pg_ctl_stop(bin_dir, run_as)
+                pid = None
             if pid is None:
                 self._pg_ctl_start(bin_dir, run_as)
                 self._started_here = True
+                embedded_os.write_owner(self.owner_file, os.getpid())
             else:
                 log.info("embedded PostgreSQL already running in %s (pid %d)", self.pgdata, pid)
                 self._wait_until_ready()
@@ -147,7 +162,22 @@ class EmbeddedPostgres:
         if embedded_os.live_postmaster_pid(self.pgdata) is None:
             log.warning("embedded PostgreSQL in %s had already stopped", self.pgdata)
             self._started_here = False
+            embedded_os.remove_owner(self.owner_file)
             return
+        self._pg_ctl_stop(bin_dir, run_as, info)
+        self._started_here = False
+        embedded_os.remove_owner(self.owner_file)
+        log.info("embedded PostgreSQL stopped")
+
+    def _pg_ctl_stop(
+        self,
+        bin_dir: Path,
+        run_as: RunAs | None,
+        info: embedded_os.PostmasterInfo | None = None,
+    ) -> None:
+        """Fast shutdown; returns once the postmaster has exited."""
+        if info is None:
+            info = embedded_os.read_postmaster_pid(self.pgdata)
         self._run(
             run_as,
             bin_dir / "pg_ctl",
@@ -156,12 +186,10 @@ class EmbeddedPostgres:
             "-w", "-t", str(START_TIMEOUT_SECONDS),
             "stop",
         )  # fmt: skip
-        self._started_here = False
         if info is not None and not embedded_os.wait_for_exit(info.pid, START_TIMEOUT_SECONDS):
             raise StoreError(f"embedded PostgreSQL (pid {info.pid}) did not exit")
         if info is not None and Path(info.socket_dir) != self.pgdata:
             shutil.rmtree(info.socket_dir, ignore_errors=True)  # the short-path fallback
-        log.info("embedded PostgreSQL stopped")
 
     def _socket_dir(self, run_as: RunAs | None) -> Path:
         """The data directory itself, unless the socket path would be too long for sun_path."""
@@ -169,9 +197,7 @@ class EmbeddedPostgres:
             return self.pgdata
         digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
         socket_dir = Path(tempfile.gettempdir()) / f"taskgate-pg-{digest}"
-        socket_dir.mkdir(mode=0o700, exist_ok=True)
-        if run_as is not None:
-            os.chown(socket_dir, run_as.uid, run_as.gid)
+        embedded_os.make_private_dir(socket_dir, run_as)
         return socket_dir
 
     def _dsn(self) -> str:

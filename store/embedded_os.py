@@ -72,6 +72,24 @@ def grant_traverse(*paths: Path) -> None:
                 directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
+def make_private_dir(path: Path, run_as: RunAs | None) -> None:
+    """Create `path` with mode 0700 (owned by `run_as` when given), or make an existing one so.
+
+    For the socket directory under the shared temporary directory, whose name anyone can
+    guess: one that is not a real directory (a symlink, say) or that belongs to another user
+    is refused, so the server's socket is reachable only by its owner (and root)."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path} is not a directory; remove it")
+    allowed = {os.geteuid()} | ({run_as.uid} if run_as is not None else set())
+    if info.st_uid not in allowed:
+        raise StoreError(f"{path} belongs to another user (uid {info.st_uid}); remove it")
+    if run_as is not None:
+        os.chown(path, run_as.uid, run_as.gid)
+    path.chmod(0o700)
+
+
 def read_postmaster_pid(pgdata: Path) -> PostmasterInfo | None:
     """postmaster.pid's pid, port, socket directory and status; None if absent or partial."""
     try:
@@ -153,3 +171,37 @@ def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
     except OSError:
         return True  # cannot tell (no permission): assume it is the server
     return Path(cwd) == pgdata.resolve()
+
+
+def process_start_time(pid: int) -> str | None:
+    """When `pid` started, in clock ticks since boot (/proc/PID/stat), to tell a process from a
+    later one that reuses its pid; None without /proc or once the process is gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat_line.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def write_owner(path: Path, pid: int) -> None:
+    """Record `pid` (and its start time) as the process that runs the server."""
+    path.write_text(f"{pid} {process_start_time(pid) or '-'}\n")
+
+
+def remove_owner(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def owner_is_gone(path: Path) -> bool:
+    """True if `path` names an owner process that no longer runs (its pid is dead, or now
+    belongs to a process that started later). No owner file: False (not ours to judge)."""
+    try:
+        pid_text, _, started = path.read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if not _is_running(pid):
+        return True
+    now_started = process_start_time(pid)
+    return started not in ("", "-") and now_started is not None and now_started != started

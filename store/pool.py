@@ -13,14 +13,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from taskgate.logs import RateLimitedLog
 from taskgate.store.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 #: A statement running longer than this raises TimeoutError (StoreUnavailableError in
-#: TaskStore): a hung database must not hang callers forever.
-COMMAND_TIMEOUT_SECONDS = 60.0
+#: TaskStore): a hung database must not hang callers. TaskService's statements take
+#: milliseconds; migrations have their own, longer timeout.
+COMMAND_TIMEOUT_SECONDS = 5.0
+#: Waiting for a pooled connection (connecting one included) longer than this raises
+#: TimeoutError (StoreUnavailableError): callers queue behind a hung database for no longer.
+#: Releasing the connection afterwards gets the same budget.
+ACQUIRE_TIMEOUT_SECONDS = 3.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 #: Sent with every connection. JIT only slows the short queries this service runs.
@@ -64,13 +70,42 @@ async def open_pool(
             server_settings=SERVER_SETTINGS,
             reset=_reset_if_dirty,
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        reason = _reason(exc)
+    except (
+        OSError,
+        TimeoutError,
+        ValueError,  # a DSN asyncpg cannot use (its own parsing errors included)
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+    ) as exc:
         raise StoreUnavailableError(
-            f"database unavailable: cannot connect to {describe_dsn(dsn)}: {reason}"
+            f"database unavailable: cannot connect to {describe_dsn(dsn)}: {reason(exc)}"
         ) from exc
     log.info("connected to PostgreSQL at %s", describe_dsn(dsn))
     return pool
+
+
+class _QuietPoolFilter(logging.Filter):
+    """asyncpg's pool logs a traceback each time it fails to reconnect (every second or so
+    while the database is down); that is an expected failure, not a bug: one line per kind of
+    failure every 10 s, with a count, instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._limited = RateLimitedLog(log)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        self._limited.warning(
+            (record.msg, type(error)), "%s: %s", record.getMessage(), reason(error)
+        )
+        return False
+
+
+_pool_filter = _QuietPoolFilter()
+logging.getLogger("asyncpg.pool").addFilter(_pool_filter)
 
 
 async def _reset_if_dirty(connection: asyncpg.Connection) -> None:
@@ -85,7 +120,7 @@ async def _reset_if_dirty(connection: asyncpg.Connection) -> None:
         await connection.reset()
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """A short cause without the DSN: asyncpg's messages name hosts and users, never passwords."""
     if isinstance(exc, TimeoutError):
         return "timed out"

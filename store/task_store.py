@@ -15,8 +15,10 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from taskgate.logs import RateLimitedLog
 from taskgate.store import queries
 from taskgate.store.errors import StoreError, StoreUnavailableError
+from taskgate.store.pool import ACQUIRE_TIMEOUT_SECONDS, reason
 from taskgate.store.records import Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -26,19 +28,21 @@ SIGNING_KEY_NAME = "page_token_key"
 TOKEN_KEY_BYTES = 32
 
 # Losing the database, as opposed to a bad statement: the caller may retry elsewhere or later.
+# Every client-side error of asyncpg's is of this kind (a lost or closed connection or pool, a
+# connection left mid-cancellation, its protocol state machine during a server shutdown: "cannot
+# switch to state 12"), except DataError: a parameter it cannot encode, which is a bug here.
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,  # class 08: connection failures
     asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now, query canceled
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+    asyncpg.InternalClientError,  # its protocol's state machine (ProtocolError included)
+    asyncpg.InterfaceError,  # closed pool or connection, lost mid-operation (DataError aside)
 )
 
-
-def _is_lost_connection(exc: asyncpg.InterfaceError) -> bool:
-    """asyncpg reports a closed pool or connection as a plain InterfaceError."""
-    message = str(exc)
-    return "closed" in message or "closing" in message
+#: One line per kind of database failure every 10 s, however many calls fail.
+_unavailable_log = RateLimitedLog(log)
 
 
 @asynccontextmanager
@@ -48,12 +52,13 @@ async def _translate_errors(action: str) -> AsyncIterator[None]:
         yield
     except StoreError:
         raise
-    except _UNAVAILABLE_ERRORS as exc:
-        raise StoreUnavailableError("database unavailable") from exc
-    except asyncpg.InterfaceError as exc:
-        if _is_lost_connection(exc):
-            raise StoreUnavailableError("database unavailable") from exc
+    except asyncpg.DataError as exc:
         raise StoreError(f"{action} failed: {type(exc).__name__}") from exc
+    except _UNAVAILABLE_ERRORS as exc:
+        _unavailable_log.warning(
+            type(exc).__name__, "database unavailable (%s): %s", action, reason(exc)
+        )
+        raise StoreUnavailableError("database unavailable") from exc
     except asyncpg.PostgresError as exc:
         raise StoreError(f"{action} failed: SQLSTATE {exc.sqlstate}") from exc
 
@@ -80,8 +85,8 @@ class TaskStore:
 
     async def create_task(self, new_task: NewTask) -> TaskRecord:
         """Insert a task with a fresh lowercase UUIDv4 id; committed before this returns."""
-        async with _translate_errors("create_task"):
-            row = await self._pool.fetchrow(
+        async with self._connection("create_task") as connection:
+            row = await connection.fetchrow(
                 queries.INSERT_TASK,
                 str(uuid.uuid4()),
                 new_task.namespace,
@@ -100,8 +105,8 @@ class TaskStore:
         """One page and the exact match count, read by one statement (so in one snapshot, in
         one round trip: no BEGIN/COMMIT)."""
         statements = queries.task_page_statements(query)
-        async with _translate_errors("list_tasks"):
-            rows = await self._pool.fetch(statements.page_sql, *statements.rows_args)
+        async with self._connection("list_tasks") as connection:
+            rows = await connection.fetch(statements.page_sql, *statements.rows_args)
         total_size = rows[0]["total_size"] if rows else 0
         records = [_record_from_row(row) for row in rows if row["id"] is not None]
         next_cursor = None
@@ -115,20 +120,41 @@ class TaskStore:
         """The random 32-byte page-token key: created once in the database, shared by every
         replica, read once per TaskStore and cached."""
         if self._token_key is None:
-            async with _translate_errors("token_key"):
+            async with self._connection("token_key") as connection:
                 candidate = secrets.token_bytes(TOKEN_KEY_BYTES)
-                await self._pool.execute(queries.INSERT_KEY_IF_ABSENT, SIGNING_KEY_NAME, candidate)
-                key = await self._pool.fetchval(queries.SELECT_KEY, SIGNING_KEY_NAME)
+                await connection.execute(queries.INSERT_KEY_IF_ABSENT, SIGNING_KEY_NAME, candidate)
+                key = await connection.fetchval(queries.SELECT_KEY, SIGNING_KEY_NAME)
             if not isinstance(key, bytes) or len(key) != TOKEN_KEY_BYTES:
                 raise StoreError("token_key failed: stored key is not 32 bytes")
             self._token_key = key
         return self._token_key
 
+    @asynccontextmanager
+    async def _connection(
+        self, action: str, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS
+    ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection, waited for (and released) within `acquire_timeout`; errors
+        translated, those of the release included."""
+        async with (
+            _translate_errors(action),
+            self._pool.acquire(timeout=acquire_timeout) as connection,
+        ):
+            try:
+                yield connection
+            except TimeoutError:
+                # A statement timed out: the server is hung or overloaded. Waiting for asyncpg
+                # to cancel it would keep the caller waiting longer still; drop the connection.
+                connection.terminate()
+                raise
+
     async def ping(self) -> bool:
         """True when the database answers `SELECT 1` within PING_TIMEOUT_SECONDS."""
         try:
-            async with asyncio.timeout(PING_TIMEOUT_SECONDS), _translate_errors("ping"):
-                answer = await self._pool.fetchval(queries.PING)
+            async with (
+                asyncio.timeout(PING_TIMEOUT_SECONDS),
+                self._connection("ping", PING_TIMEOUT_SECONDS) as connection,
+            ):
+                answer = await connection.fetchval(queries.PING, timeout=PING_TIMEOUT_SECONDS)
             return bool(answer == 1)
         except StoreError:
             log.debug("database ping failed", exc_info=True)

@@ -18,6 +18,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 ENV_PREFIX = "TASKGATE_"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -81,6 +82,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise SettingsError(f"expected a number >= 1, got {value}")
+    return value
+
+
 def one_of(*choices: str) -> Callable[[str], str]:
     """The type of a flag with `choices` (argparse checks those for command-line values only),
     failing in argparse's words."""
@@ -137,6 +149,135 @@ def add_switch(
     )
 
 
+#: Seconds in-flight calls get after SIGTERM/SIGINT (the lag included).
+DEFAULT_SHUTDOWN_GRACE = 10.0
+#: Seconds the listeners keep accepting after SIGTERM/SIGINT while readiness says NOT_SERVING,
+#: so that load balancers notice before connections are refused.
+DEFAULT_SHUTDOWN_LAG = 1.0
+
+
+def add_shutdown_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """--shutdown-grace and --shutdown-lag, shared by `serve` and `gateway`."""
+    add_flag(
+        parser,
+        env,
+        "--shutdown-grace",
+        "seconds after SIGTERM within which in-flight calls on every door must finish",
+        f"{DEFAULT_SHUTDOWN_GRACE:g}",
+        type=seconds,
+    )
+    add_flag(
+        parser,
+        env,
+        "--shutdown-lag",
+        "seconds after SIGTERM that listeners keep accepting while /healthz says 503 "
+        "(part of the grace, at most half of it)",
+        f"{DEFAULT_SHUTDOWN_LAG:g}",
+        type=seconds,
+    )
+
+
+def shutdown_lag(grace: float, lag: float) -> float:
+    """The lag actually waited: inside the grace budget, leaving at least half of it to the
+    in-flight calls."""
+    return min(lag, grace / 2)
+
+
+#: The limits' defaults, as text like the environment's values (taskgate/rpc.py holds the same
+#: numbers: MAX_MESSAGE_BYTES, MAX_CONCURRENT_CALLS; this module cannot import grpc).
+DEFAULT_MAX_MESSAGE_BYTES = "4194304"
+DEFAULT_MAX_CONCURRENT_CALLS = "1000"
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The limits both commands enforce on both doors (`args.max_message_bytes`,
+    `args.max_concurrent_calls`)."""
+    add_flag(
+        parser,
+        env,
+        "--max-message-bytes",
+        "largest REST body (after decompression) and gRPC message, received or sent; "
+        "larger ones get 413 / RESOURCE_EXHAUSTED",
+        DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        type=positive_int,
+    )
+    add_flag(
+        parser,
+        env,
+        "--max-concurrent-calls",
+        "calls each door runs at once; more get 429 / RESOURCE_EXHAUSTED at once",
+        DEFAULT_MAX_CONCURRENT_CALLS,
+        metavar="N",
+        type=positive_int,
+    )
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """--tls-cert, --tls-key and --tls-client-ca, shared by `serve` and `gateway`: TLS on every
+    port the process serves (off by default). The files are read and checked by taskgate/tls.py
+    at start-up and again on SIGHUP."""
+    add_flag(
+        parser,
+        env,
+        "--tls-cert",
+        "PEM certificate chain to serve both doors with TLS (with --tls-key)",
+        metavar="FILE",
+        type=optional(Path),
+    )
+    add_flag(
+        parser,
+        env,
+        "--tls-key",
+        "PEM private key of --tls-cert (unencrypted)",
+        metavar="FILE",
+        type=optional(Path),
+    )
+    add_flag(
+        parser,
+        env,
+        "--tls-client-ca",
+        "PEM CA bundle: clients must present a certificate it signed (mutual TLS)",
+        metavar="FILE",
+        type=optional(Path),
+    )
+
+
+def cors_origin(text: str) -> str:
+    """A browser origin, scheme://host[:port] (no path, no wildcard), lower-cased."""
+    origin = text.strip().rstrip("/").lower()
+    scheme, sep, host = origin.partition("://")
+    if scheme not in ("http", "https") or not sep or not host or "/" in host or "*" in host:
+        raise SettingsError(f"expected an origin such as https://ui.example.com, got {text!r}")
+    return origin
+
+
+def add_cors_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """--cors-origin ORIGIN (repeatable; TASKGATE_CORS_ORIGIN holds a comma-separated list),
+    shared by `serve` and `gateway`; `cors_origins(args)` reads it. Off by default."""
+    name = env_name("--cors-origin")
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        type=cors_origin,
+        help="let a browser page from ORIGIN call the REST door (CORS); repeatable "
+        f"[env {name}, comma-separated]",
+    )
+    parser.set_defaults(cors_origin_env=env.get(name, ""))
+
+
+def cors_origins(args: argparse.Namespace) -> tuple[str, ...]:
+    """The origins given: the flags if any, else the environment variable's list."""
+    given: list[str] | None = args.cors_origin
+    if given is None:
+        try:
+            given = [cors_origin(o) for o in args.cors_origin_env.split(",") if o.strip()]
+        except SettingsError as error:
+            raise SettingsError(f"{env_name('--cors-origin')}: {error}") from None
+    return tuple(dict.fromkeys(given))
+
+
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse `argv` and run the chosen command (its `run` default); the exit code."""
     # taskgate forks only to run pg_ctl (embedded PostgreSQL); grpc's fork handlers have nothing
@@ -166,12 +307,22 @@ class SignalHandlers:
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
-        self._installed: list[signal.Signals] = []
+        self._handlers: dict[signal.Signals, list[Callable[[], object]]] = {}
 
     def on(self, signum: signal.Signals, handler: Callable[[], object]) -> None:
-        """Call `handler` on the loop when `signum` arrives, until the block ends."""
-        asyncio.get_running_loop().add_signal_handler(signum, handler)
-        self._installed.append(signum)
+        """Call `handler` on the loop when `signum` arrives, until the block ends. Handlers of
+        one signal all run, in the order they were added (SIGHUP reloads more than one thing)."""
+        handlers = self._handlers.setdefault(signum, [])
+        if not handlers:
+            asyncio.get_running_loop().add_signal_handler(signum, self._dispatch, signum)
+            # A signal blocked until it is handled (as `--workers` starts its workers) and sent
+            # meanwhile is delivered now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        handlers.append(handler)
+
+    def _dispatch(self, signum: signal.Signals) -> None:
+        for handler in list(self._handlers.get(signum, ())):
+            handler()
 
     def __enter__(self) -> SignalHandlers:
         for signum in STOP_SIGNALS:
@@ -180,5 +331,5 @@ class SignalHandlers:
 
     def __exit__(self, *exc_info: object) -> None:
         loop = asyncio.get_running_loop()
-        while self._installed:
-            loop.remove_signal_handler(self._installed.pop())
+        while self._handlers:
+            loop.remove_signal_handler(self._handlers.popitem()[0])

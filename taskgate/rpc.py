@@ -19,9 +19,11 @@ Metadata = Sequence[tuple[str, str | bytes]]
 #: The trailer that carries a google.rpc.Status (with its details) next to grpc-status.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
-#: The largest message either door accepts or sends: KFP's driver client accepts replies up to
-#: 100 MiB, and large pipeline specs travel through the gateway.
-MAX_MESSAGE_BYTES = 100 * 1024 * 1024
+#: The default of `--max-message-bytes`, the largest message either door accepts or sends (a
+#: REST body after decompression, a gRPC message either way): 4 MiB, gRPC's own default.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: The default of `--max-concurrent-calls`: calls each door runs at once before it refuses more.
+MAX_CONCURRENT_CALLS = 1000
 
 
 @dataclass(frozen=True, slots=True)

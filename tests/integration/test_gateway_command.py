@@ -44,6 +44,8 @@ async def base_url(upstream: UpstreamProcess) -> AsyncIterator[str]:
 async def call(
     method: str, url: str, body: str | bytes | None = None, **headers: str
 ) -> tuple[int, dict[str, str], bytes]:
+    if body is not None and "Content-Type" not in headers:
+        headers = {"Content-Type": "application/json", **headers}  # D16
     async with (
         aiohttp.ClientSession() as http,
         http.request(method, url, data=body, headers=headers) as response,

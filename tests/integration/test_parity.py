@@ -168,7 +168,10 @@ async def over_grpc(tg: Taskgate, scenario: Scenario) -> tuple[int, Any]:
 
 async def over_rest(tg: Taskgate, scenario: Scenario) -> tuple[int, Any]:
     async with tg.http.request(
-        scenario.http_method, tg.tasks_url + scenario.query, data=scenario.body
+        scenario.http_method,
+        tg.tasks_url + scenario.query,
+        data=scenario.body,
+        headers={"Content-Type": "application/json"},  # D16
     ) as response:
         return response.status, json.loads(await response.read())
 

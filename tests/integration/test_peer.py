@@ -156,7 +156,10 @@ async def peer_url(peer_binary: Path, taskgate: Taskgate) -> AsyncIterator[str]:
 
 async def answer(http: aiohttp.ClientSession, base: str, case: Case) -> tuple[int, str, Any]:
     async with http.request(
-        case.method, f"{base}/apis/v1alpha1/tasks{case.target}", data=case.body
+        case.method,
+        f"{base}/apis/v1alpha1/tasks{case.target}",
+        data=case.body,
+        headers={"Content-Type": "application/json"},  # taskgate refuses other types (D16)
     ) as r:
         text = await r.text()
         content_type = r.headers.get("Content-Type", "")

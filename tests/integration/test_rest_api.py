@@ -25,6 +25,7 @@ TASK = {
 
 async def post(tg: Taskgate, body: bytes | str, **headers: str) -> tuple[int, Any, dict[str, str]]:
     data = body.encode() if isinstance(body, str) else body
+    headers = {"Content-Type": "application/json", **headers}  # D16: JSON routes want JSON
     async with tg.http.post(tg.tasks_url, data=data, headers=headers) as response:
         return response.status, json.loads(await response.read()), dict(response.headers)
 
@@ -35,7 +36,7 @@ async def get(tg: Taskgate, query: str = "") -> tuple[int, Any]:
 
 
 async def test_create_task_answers_kfp_json_byte_for_byte(taskgate: Taskgate) -> None:
-    async with taskgate.http.post(taskgate.tasks_url, data=json.dumps(TASK)) as response:
+    async with taskgate.http.post(taskgate.tasks_url, json=TASK) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/json"
         assert response.headers["Grpc-Metadata-Content-Type"] == "application/grpc"
@@ -51,7 +52,9 @@ async def test_create_task_answers_kfp_json_byte_for_byte(taskgate: Taskgate) ->
 async def test_json_names_offsets_and_missing_finished_at(taskgate: Taskgate) -> None:
     body = {k: v for k, v in TASK.items() if k not in ("created_at", "finished_at", "namespace")}
     body["createdAt"] = "2024-01-02T05:04:05.120+02:00"
-    status, task, _ = await post(taskgate, json.dumps(body), **{"Content-Type": "text/plain"})
+    status, task, _ = await post(
+        taskgate, json.dumps(body), **{"Content-Type": "application/merge-patch+json"}
+    )
     assert status == 200
     assert task["created_at"] == "2024-01-02T03:04:05Z"
     assert task["finished_at"] == "1970-01-01T00:00:00Z"

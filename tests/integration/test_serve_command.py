@@ -136,7 +136,12 @@ def test_workers_share_the_ports_and_each_others_tokens() -> None:
                 }
             )
             for _ in range(6):
-                request = urllib.request.Request(url, data=body.encode(), method="POST")
+                request = urllib.request.Request(
+                    url,
+                    data=body.encode(),
+                    method="POST",
+                    headers={"Content-Type": "application/json"},  # D16
+                )
                 with urllib.request.urlopen(request, timeout=10) as response:
                     assert response.status == 200
             seen: list[str] = []

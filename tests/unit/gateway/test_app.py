@@ -29,6 +29,9 @@ from tests.unit.gateway.descriptors import (
 )
 from tests.unit.gateway.fakes import FakeInvoker
 
+#: aiohttp sends bytes as application/octet-stream, which JSON routes refuse (decision D16).
+JSON = {"Content-Type": "application/json"}
+
 ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
 KFP = GatewayOptions.kfp()
 GENERIC = GatewayOptions.generic()
@@ -82,7 +85,9 @@ async def test_post_body_field_and_path(aiohttp_client: ClientFactory) -> None:
     invoker = FakeInvoker(unary_outcomes={"/tgtest.Library/CreateBook": pb.Book()})
     client = await make_client(aiohttp_client, invoker)
     resp = await client.post(
-        "/v1/shelves/s1/books?book_id=b9", data=b'{"title":"x","pageCount":"3","zzz":1}'
+        "/v1/shelves/s1/books?book_id=b9",
+        data=b'{"title":"x","pageCount":"3","zzz":1}',
+        headers=JSON,
     )
     assert resp.status == 200
     assert await resp.read() == b"{}"
@@ -151,7 +156,7 @@ async def test_bad_input_is_a_kfp_error_and_never_reaches_the_invoker(
 ) -> None:
     invoker = FakeInvoker()
     client = await make_client(aiohttp_client, invoker)
-    resp = await client.request(method, URL(path, encoded=True), data=body)
+    resp = await client.request(method, URL(path, encoded=True), data=body, headers=JSON)
     assert resp.status == status
     assert resp.headers["Content-Type"] == "application/json"
     assert json.loads(await resp.read()) == {"error": expected["message"], **expected}
@@ -179,7 +184,7 @@ async def test_body_over_the_limit_is_413(aiohttp_client: ClientFactory) -> None
     invoker = FakeInvoker()
     options = GatewayOptions.kfp(max_body_bytes=16)
     client = await make_client(aiohttp_client, invoker, options)
-    resp = await client.post("/v1/echo", data=b'{"fString":"' + b"x" * 32 + b'"}')
+    resp = await client.post("/v1/echo", data=b'{"fString":"' + b"x" * 32 + b'"}', headers=JSON)
     assert resp.status == 413
     assert json.loads(await resp.read()) == {
         "error": "the request body is larger than 16 bytes",
@@ -435,7 +440,7 @@ async def test_routes_from_a_separate_pool_serve_dynamic_messages(
     invoker = FakeInvoker()
     client = await aiohttp_client(create_gateway_app(table, invoker, GENERIC))
     resp = await client.post(
-        "/v1/echo?ignored=1", data=b'{"fInt64":"5","ts":"2020-01-01T00:00:00Z"}'
+        "/v1/echo?ignored=1", data=b'{"fInt64":"5","ts":"2020-01-01T00:00:00Z"}', headers=JSON
     )
     assert resp.status == 200
     assert await resp.read() == b'{"fInt64":"5","ts":"2020-01-01T00:00:00Z"}'

@@ -8,7 +8,8 @@ HEAD is served only where a rule names it (KFP answers HEAD with 405), like any 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 import grpc
@@ -16,8 +17,11 @@ from aiohttp import web
 from google.protobuf import descriptor_pool as descriptor_pool_module
 from google.protobuf.message import Message
 
+from taskgate import metrics
+from taskgate.access import REQUEST_ID_HEADER, REQUEST_ID_KEY, log_call, request_id
 from taskgate.gateway.body import read_body
 from taskgate.gateway.cors import install_cors
+from taskgate.gateway.docs_ui import OpenApiCache, docs_response, is_docs_path
 from taskgate.gateway.errors import (
     TranscodeError,
     error_body,
@@ -32,11 +36,16 @@ from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.request_mapping import build_request
 from taskgate.gateway.routing import MethodNotAllowed, NoRoute, RouteMatch, RouteTable
 from taskgate.gateway.streaming import stream_response
-from taskgate.rpc import CallOptions
+from taskgate.rpc import CallOptions, RpcStatus
 
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+#: Liveness: 200 while the process can answer HTTP at all; never asks the database or the
+#: upstream (readiness, `/healthz`, does), so an outage does not get the pod restarted.
+LIVE_PATH = "/livez"
+LIVE_BODY = b'{"status":"ALIVE"}'
 TOO_MANY_REQUESTS = 429
 HealthCheck = Callable[[], Awaitable[bool]]
 
@@ -49,6 +58,8 @@ class GatewayState:
     health: HealthCheck | None
     #: resolves `Any` error details; None: the default pool.
     pool: descriptor_pool_module.DescriptorPool | None
+    #: `/openapi.json` of `routes`, built on first request (docs/decisions.md P10).
+    openapi: OpenApiCache | None = None
 
 
 @dataclass(slots=True)
@@ -61,6 +72,10 @@ class GatewayBox:
 
 
 GATEWAY = web.AppKey("gateway", GatewayBox)
+#: The request's id (taskgate/access.py), its RPC once routed, and its gRPC code if not OK.
+REQUEST_ID = web.RequestKey("request_id", str)
+_RPC = web.RequestKey("rpc", str)
+_CODE = web.RequestKey("code", str)
 
 
 def create_gateway_app(
@@ -71,12 +86,23 @@ def create_gateway_app(
     health: HealthCheck | None = None,
     descriptor_pool: descriptor_pool_module.DescriptorPool | None = None,
     cors_origins: tuple[str, ...] = (),
+    fixed_json: Mapping[str, bytes] | None = None,
+    comments: Mapping[str, str] | None = None,
 ) -> web.Application:
-    """A REST application serving `routes` through `invoker`, plus `GET /healthz`; CORS for
+    """A REST application serving `routes` through `invoker`, plus `GET /healthz`, `GET /livez`
+    and `GET` of each path in `fixed_json` (answered with its JSON bytes); CORS for
     `cors_origins` (none: no CORS at all)."""
     app = web.Application(client_max_size=options.max_body_bytes)
-    app[GATEWAY] = GatewayBox(GatewayState(routes, invoker, options, health, descriptor_pool))
+    openapi = OpenApiCache(routes, options, comments=comments)  # `comments`: proto comments
+    app[GATEWAY] = GatewayBox(
+        GatewayState(routes, invoker, options, health, descriptor_pool, openapi)
+    )
+    app.router.add_get(METRICS_PATH, _metrics_response)
+    # Constant answers, before the catch-all: no database, no call limit (docs/decisions.md P10).
+    for path, body in {LIVE_PATH: LIVE_BODY, **(fixed_json or {})}.items():
+        app.router.add_get(path, _fixed_json(body))
     app.router.add_route("*", "/{path:.*}", handle)
+    app.on_response_prepare.append(_echo_request_id)
     if cors_origins:
         install_cors(app, frozenset(origin.lower() for origin in cors_origins))
     return app
@@ -87,13 +113,63 @@ def replace_routes(
     routes: RouteTable,
     invoker: Invoker,
     descriptor_pool: descriptor_pool_module.DescriptorPool | None = None,
+    comments: Mapping[str, str] | None = None,
 ) -> None:
     """Serve `routes` through `invoker` from the next request on; calls in flight finish as is."""
     box = app[GATEWAY]
-    box.state = replace(box.state, routes=routes, invoker=invoker, pool=descriptor_pool)
+    openapi = OpenApiCache(routes, box.state.options, comments=comments)
+    box.state = replace(
+        box.state, routes=routes, invoker=invoker, pool=descriptor_pool, openapi=openapi
+    )
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    """Every request, observed (docs/decisions.md P5, P10, P11): its request id (the caller's
+    `X-Request-Id` if sane, else a new one; echoed, forwarded as `x-request-id`), one access
+    line, and the call metrics of the REST door, with the gRPC code its answer carries."""
+    if request.raw_path.partition("?")[0] == HEALTH_PATH:
+        return await _admit(request)
+    started = time.perf_counter()
+    rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID] = rid
+    code = "CANCELLED"  # the client went away: CancelledError
+    status: int | None = None
+    try:
+        with metrics.in_flight(metrics.REST):
+            response = await _admit(request)
+        code, status = request.get(_CODE, "OK"), response.status
+        return response
+    finally:
+        method = request.get(_RPC, "")
+        seconds = time.perf_counter() - started
+        metrics.observe_call(method, metrics.REST, code, seconds)
+        log_call(metrics.REST, method, code, seconds, request.remote or "", rid, status)
+
+
+async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """X-Request-Id on every response that has one, streams and errors included."""
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
+
+
+def _fixed_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=JSON_CONTENT_TYPE)
+
+    return answer
+
+
+async def _metrics_response(request: web.Request) -> web.Response:
+    """`GET /metrics`: Prometheus text (taskgate/metrics.py), readiness checked first."""
+    health = request.app[GATEWAY].state.health
+    metrics.READY.set(1 if health is None or await _is_healthy(health) else 0)
+    response = web.Response(body=metrics.render())
+    response.headers["Content-Type"] = metrics.CONTENT_TYPE
+    return response
+
+
+async def _admit(request: web.Request) -> web.StreamResponse:
     """Every request: route, build, call, render; or one error response.
 
     At most `max_concurrent_calls` run at once; past that, 429 at once (never a queue), except
@@ -104,6 +180,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await _handle(request, state)
     limit = state.options.max_concurrent_calls
     if box.in_flight >= limit:
+        request[_CODE] = grpc.StatusCode.RESOURCE_EXHAUSTED.name
         return error_response(_too_many_calls(limit), state)
     box.in_flight += 1
     try:
@@ -125,18 +202,34 @@ async def _handle(request: web.Request, state: GatewayState) -> web.StreamRespon
     try:
         return await _serve(request, state)
     except Exception as exc:  # every failure is rendered the same way; CancelledError passes
-        return error_response(exc, state)
+        status = status_from_exception(exc)  # logs an unexpected one: once
+        request[_CODE] = status.code.name
+        return error_response(exc, state, status)
 
 
 async def _serve(request: web.Request, state: GatewayState) -> web.StreamResponse:
     path, _, query = request.raw_path.partition("?")
     if path == HEALTH_PATH and request.method == "GET":
         return await _health_response(state)
-    match = _match(state.routes, request.method, path)
+    try:
+        match = _match(state.routes, request.method, path)
+    except TranscodeError:
+        # P10: /openapi.json and /docs answer only where no route of a service matches.
+        if state.openapi is None or not is_docs_path(request.method, path):
+            raise
+        built_in = docs_response(path, state.openapi)
+        if built_in is None:
+            raise
+        return built_in
+    request[_RPC] = match.route.rpc
     check_request_media_type(match.route, request.headers.get("Content-Type", ""))  # D16
     call_options = call_options_from_headers(
         request.headers, state.options, streaming=match.route.server_streaming
     )
+    rid = request.get(REQUEST_ID)
+    if rid is not None:  # P11: passed on as metadata, in place of any the caller sent
+        kept = (m for m in call_options.metadata if m[0] != REQUEST_ID_KEY)
+        call_options = replace(call_options, metadata=(*kept, (REQUEST_ID_KEY, rid)))
     body = await _read_body(request, match, state.options)
     content_type = request.headers.get("Content-Type", "")
     message = build_request(match, query, body, content_type, state.options)
@@ -217,9 +310,13 @@ async def _is_healthy(health: HealthCheck) -> bool:
         return False
 
 
-def error_response(exc: BaseException, state: GatewayState) -> web.Response:
-    """The one renderer of errors: status from `errors`, body in the configured style."""
-    status = status_from_exception(exc)
+def error_response(
+    exc: BaseException, state: GatewayState, status: RpcStatus | None = None
+) -> web.Response:
+    """The one renderer of errors: status from `errors` (unless given), body in the configured
+    style."""
+    if status is None:
+        status = status_from_exception(exc)
     options = state.options
     body = error_body(
         status,

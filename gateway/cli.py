@@ -22,12 +22,12 @@ from taskgate.command import (
     add_cors_arguments,
     add_flag,
     add_limit_arguments,
+    add_log_arguments,
     add_shutdown_arguments,
     add_switch,
     add_tls_arguments,
     configure_logging,
     cors_origins,
-    log_level,
     one_of,
     optional,
     seconds,
@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "--http-address",
         "where to serve REST",
         str(DEFAULT_HTTP_ADDRESS),
+        metavar="HOST:PORT",
         type=Address.parse,
     )
     add_flag(
@@ -108,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
     add_shutdown_arguments(parser, env)
     add_tls_arguments(parser, env)
     add_upstream_tls_arguments(parser, env)
-    add_flag(parser, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", type=log_level)
+    add_log_arguments(parser, env)
     add_limit_arguments(parser, env)
     add_cors_arguments(parser, env)
     parser.set_defaults(run=run)
@@ -153,6 +154,8 @@ def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
     """What the parsed flags ask the gateway to do (docs/decisions.md S7)."""
     if args.upstream is None:
         raise SettingsError("--upstream: required (HOST:PORT of the gRPC server to front)")
+    if args.upstream.every_interface:
+        raise SettingsError(f"--upstream: a host to connect to is needed, got {args.upstream}")
     from taskgate.gateway.options import GatewayOptions
     from taskgate.gateway.standalone import StandaloneConfig
 
@@ -171,7 +174,7 @@ def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
     http_address: Address = args.http_address
     return StandaloneConfig(
         upstream=str(args.upstream),
-        host=http_address.host,
+        host=http_address.rest_host,
         port=http_address.port,
         options=options,
         descriptor_set=args.descriptor_set,
@@ -193,7 +196,7 @@ def _server_tls(args: argparse.Namespace) -> ServerTLSFiles | None:
 
 def run(args: argparse.Namespace) -> int:
     config = gateway_config(args)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, log_format=args.log_format)
     from taskgate.gateway.standalone import run_gateway
 
     return asyncio.run(run_gateway(config))

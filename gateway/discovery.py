@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -18,6 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection_pb2
 
+from taskgate.gateway.openapi import comments_from_files
 from taskgate.gateway.upstream import describe_unreachable
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class DiscoveredServices:
 
     pool: descriptor_pool.DescriptorPool
     services: tuple[ServiceDescriptor, ...]
+    #: proto comments by full name, where the files carry SourceCodeInfo (for /openapi.json).
+    comments: Mapping[str, str] = field(default_factory=dict)
 
 
 class _Reflection:
@@ -191,6 +194,7 @@ def build_pool(
 def _build(
     protos: Iterable[descriptor_pb2.FileDescriptorProto], *, names: Iterable[str]
 ) -> DiscoveredServices:
+    protos = tuple(protos)
     pool = build_pool(protos)
     services: list[descriptor.ServiceDescriptor] = []
     for name in dict.fromkeys(names):
@@ -202,7 +206,9 @@ def _build(
             raise DiscoveryError(
                 f"the upstream lists service {name} but none of its files defines it"
             ) from None
-    return DiscoveredServices(pool=pool, services=tuple(services))
+    return DiscoveredServices(
+        pool=pool, services=tuple(services), comments=comments_from_files(protos)
+    )
 
 
 def _add_in_order(

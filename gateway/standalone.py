@@ -157,6 +157,7 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             health=upstream_healthy,
             descriptor_pool=discovered.pool,
             cors_origins=config.cors_origins,
+            comments=discovered.comments,
         )
         tls = _load_tls(config)
         try:
@@ -240,6 +241,7 @@ async def _refresh_forever(
             routes,
             GrpcInvoker(channel, upstream=config.upstream, pool=discovered.pool),
             discovered.pool,
+            comments=discovered.comments,
         )
         running.routes = routes
         log.info("refreshed: %d routes from %s", len(routes.routes), config.upstream)

@@ -23,11 +23,11 @@ from taskgate.command import (
     add_cors_arguments,
     add_flag,
     add_limit_arguments,
+    add_log_arguments,
     add_shutdown_arguments,
     add_tls_arguments,
     configure_logging,
     cors_origins,
-    log_level,
     optional,
     run_command,
 )
@@ -89,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "--grpc-address",
         "where to serve gRPC",
         str(DEFAULT_GRPC_ADDRESS),
+        metavar="HOST:PORT",
         type=Address.parse,
     )
     add_flag(
@@ -97,14 +98,38 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "--http-address",
         "where to serve REST",
         str(DEFAULT_HTTP_ADDRESS),
+        metavar="HOST:PORT",
         type=Address.parse,
     )
+    add_database_arguments(parser, env)
+    add_flag(
+        parser,
+        env,
+        "--workers",
+        "worker processes sharing the ports",
+        "1",
+        metavar="N",
+        type=worker_count,
+    )
+    add_shutdown_arguments(parser, env)
+    add_tls_arguments(parser, env)
+    add_log_arguments(parser, env)
+    add_limit_arguments(parser, env)
+    add_cors_arguments(parser, env)
+    add_authz_arguments(parser, env)
+    parser.set_defaults(run=run)
+
+
+def add_database_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """--database-url URL | --database-url-file FILE | --data-dir DIR, shared by `serve` and
+    `migrate` (server/migrate_cli.py); `database_settings(args)` reads them."""
     database = parser.add_mutually_exclusive_group()
     add_flag(
         database,
         env,
         "--database-url",
         "an external PostgreSQL (postgresql://...)",
+        metavar="URL",
         type=optional(database_url),
     )
     add_flag(
@@ -122,16 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "--data-dir",
         "where the embedded PostgreSQL keeps its data",
         str(DEFAULT_DATA_DIR),
+        metavar="DIR",
         type=Path,
     )
-    add_flag(parser, env, "--workers", "worker processes sharing the ports", "1", type=worker_count)
-    add_shutdown_arguments(parser, env)
-    add_tls_arguments(parser, env)
-    add_flag(parser, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", type=log_level)
-    add_limit_arguments(parser, env)
-    add_cors_arguments(parser, env)
-    add_authz_arguments(parser, env)
-    parser.set_defaults(run=run)
 
 
 def add_authz_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -155,6 +173,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         data_dir=args.data_dir,
         workers=args.workers,
         log_level=args.log_level,
+        log_format=args.log_format,
         grace_period=args.shutdown_grace,
         shutdown_lag=args.shutdown_lag,
         max_message_bytes=args.max_message_bytes,
@@ -163,6 +182,11 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         authz_policy=args.authz_policy,
         cors_origins=cors_origins(args),
     )
+
+
+def database_url_of(args: argparse.Namespace) -> str | None:
+    """--database-url or the URL read from --database-url-file; None: the embedded one."""
+    return _database_url(args)
 
 
 def _database_url(args: argparse.Namespace) -> str | None:
@@ -183,7 +207,7 @@ def _tls_files(args: argparse.Namespace) -> ServerTLSFiles | None:
 
 def run(args: argparse.Namespace) -> int:
     settings = serve_settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     if settings.workers > 1:
         from taskgate.server.workers import run_workers
 

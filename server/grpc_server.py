@@ -9,12 +9,16 @@ MAX_CONNECTION_IDLE_MS, and a request that does not decode is INVALID_ARGUMENT i
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from taskgate import metrics
+from taskgate.access import REQUEST_ID_KEY, log_call, request_id_from_metadata
 from taskgate.rpc import (
     MAX_CONCURRENT_CALLS,
     MAX_MESSAGE_BYTES,
@@ -83,19 +87,33 @@ def _method_handler(
     async def behavior(
         request: Message | None, context: grpc.aio.ServicerContext[Message | None, Message]
     ) -> Message:
-        if request is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, undecodable)
-            raise AssertionError("unreachable: abort raises")
-        options = CallOptions(
-            metadata=tuple(context.invocation_metadata() or ()),
-            timeout=context.time_remaining(),
-        )
+        # P10, P11: counted, timed and logged here, as gateway/app.py does for REST.
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        received = context.invocation_metadata() or ()
+        rid = request_id_from_metadata(received)
+        metadata = (*(m for m in received if m[0] != REQUEST_ID_KEY), (REQUEST_ID_KEY, rid))
         try:
-            return await pipeline.call(full_name, request, options)
-        except RpcStatusError as failure:
-            status = failure.status
-            await context.abort(status.code, status.message, _details_metadata(status))
-            raise AssertionError("unreachable: abort raises") from None
+            with metrics.in_flight(metrics.GRPC):
+                if request is None:
+                    code = grpc.StatusCode.INVALID_ARGUMENT
+                    await context.abort(code, undecodable)
+                    raise AssertionError("unreachable: abort raises")
+                options = CallOptions(metadata=metadata, timeout=context.time_remaining())
+                try:
+                    return await pipeline.call(full_name, request, options)
+                except RpcStatusError as failure:
+                    status = failure.status
+                    code = status.code
+                    await context.abort(status.code, status.message, _details_metadata(status))
+                    raise AssertionError("unreachable: abort raises") from None
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.observe_call(full_name, metrics.GRPC, code.name, seconds)
+            log_call(metrics.GRPC, full_name, code.name, seconds, context.peer(), rid)
 
     return grpc.unary_unary_rpc_method_handler(
         behavior,

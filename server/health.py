@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from taskgate import __version__, metrics
+
+#: KFP's API server answers this path on its REST port (docs/decisions.md P10).
+KFP_HEALTHZ_PATH = "/apis/v1beta1/healthz"
+
+
+def kfp_healthz_body(*, multi_user: bool) -> bytes:
+    """KFP's `GET /apis/v1beta1/healthz` answer: always 200, `{"commit_sha", "tag_name",
+    "multi_user"}`. KFP fills the first two from its build (`unknown` when not set); taskgate
+    says `unknown` and its version. Not readiness: that is `/healthz` (decision S4)."""
+    body = {"commit_sha": "unknown", "tag_name": __version__, "multi_user": multi_user}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Health:
@@ -27,13 +41,16 @@ class Health:
     async def set_serving(self) -> None:
         await self._set(health_pb2.HealthCheckResponse.SERVING)
         self._serving = True
+        metrics.READY.set(1)
 
     async def set_not_serving(self) -> None:
         self._serving = False
+        metrics.READY.set(0)
         await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def shut_down(self) -> None:
         self._serving = False
+        metrics.READY.set(0)
         await self._servicer.enter_graceful_shutdown()
 
     async def is_serving(self) -> bool:

@@ -29,7 +29,7 @@ from taskgate.gateway.routing import RouteTable
 from taskgate.server.authz import Gate, PolicyError, PolicyReloader, open_gate, rest_options
 from taskgate.server.database import database_origin, database_url, migrated_pool
 from taskgate.server.grpc_server import create_grpc_server
-from taskgate.server.health import Health
+from taskgate.server.health import KFP_HEALTHZ_PATH, Health, kfp_healthz_body
 from taskgate.server.local_invoker import LocalInvoker
 from taskgate.server.pipeline import CallPipeline
 from taskgate.server.reflection import enable_reflection
@@ -179,12 +179,13 @@ async def serving(
             ),
             health=health.is_serving,
             cors_origins=settings.cors_origins,
+            fixed_json={KFP_HEALTHZ_PATH: kfp_healthz_body(multi_user=gate is not None)},
         )
         try:
             http_port = await start_http(
                 rest_door,
                 app,
-                settings.http_address.host,
+                settings.http_address.rest_host,
                 settings.http_address.port,
                 reuse_port=reuse_port,
                 ssl_context=None if tls is None else tls.ssl_context,
@@ -255,9 +256,9 @@ def _bind_grpc(
 ) -> int:
     try:
         if credentials is None:
-            port = server.add_insecure_port(str(address))
+            port = server.add_insecure_port(address.grpc_target)
         else:
-            port = server.add_secure_port(str(address), credentials)
+            port = server.add_secure_port(address.grpc_target, credentials)
     except RuntimeError:
         port = 0
     if port == 0 and address.port != 0:

@@ -29,6 +29,8 @@ class ServeSettings:
     data_dir: Path = DEFAULT_DATA_DIR
     workers: int = 1
     log_level: str = "INFO"
+    #: --log-format: "text" or "json" (one JSON object per line).
+    log_format: str = "text"
     #: --shutdown-grace: seconds after SIGTERM/SIGINT within which in-flight calls on both
     #: doors finish (one budget, the lag included).
     grace_period: float = DEFAULT_SHUTDOWN_GRACE

@@ -13,14 +13,18 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from taskgate.command import SignalHandlers, configure_logging
+from taskgate.metrics import MULTIPROC_ENV
 from taskgate.server.database import database_origin, database_url, migrated_pool
 from taskgate.server.settings import ServeSettings
 from taskgate.store.errors import StoreError
@@ -47,6 +51,7 @@ async def run_workers(settings: ServeSettings) -> int:
             log.error("cannot start: %s", error)
             return 1
         worker_settings = replace(settings, database_url=dsn, workers=1)
+        stack.enter_context(shared_metrics_dir())
         context = multiprocessing.get_context("spawn")
         workers = [
             context.Process(
@@ -87,6 +92,24 @@ async def _supervise(workers: Sequence[BaseProcess], stop: asyncio.Event) -> boo
     return False
 
 
+@contextmanager
+def shared_metrics_dir() -> Iterator[Path]:
+    """A private directory for the workers' metrics (taskgate/metrics.py), named in
+    PROMETHEUS_MULTIPROC_DIR for the workers to inherit; removed, and the variable restored,
+    once they have stopped."""
+    path = Path(tempfile.mkdtemp(prefix="taskgate-metrics-"))
+    before = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = before
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _forward(workers: Sequence[BaseProcess], signum: signal.Signals) -> None:
     for worker in workers:
         if worker.pid is not None and worker.is_alive():
@@ -109,5 +132,5 @@ def _stop_all(workers: Sequence[BaseProcess], timeout: float) -> None:
 def _worker_main(settings: ServeSettings, index: int) -> None:
     from taskgate.server.lifecycle import run_serve
 
-    configure_logging(settings.log_level, prefix=f"worker-{index} ")
+    configure_logging(settings.log_level, prefix=f"worker-{index} ", log_format=settings.log_format)
     raise SystemExit(asyncio.run(run_serve(settings, reuse_port=True)))

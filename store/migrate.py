@@ -39,7 +39,7 @@ class Migration:
 
 def load_migrations() -> list[Migration]:
     """The packaged migration files in order; numbers must be unique."""
-    directory = resources.files("store").joinpath("migrations")
+    directory = resources.files("taskgate.store").joinpath("migrations")
     migrations = sorted(
         (
             Migration(entry.name, entry.read_text(encoding="utf-8"))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
 
+from taskgate import metrics
 from taskgate.logs import RateLimitedLog
 from taskgate.store import queries
 from taskgate.store.errors import StoreError, StoreUnavailableError
@@ -134,18 +136,30 @@ class TaskStore:
         self, action: str, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS
     ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         """A pooled connection, waited for (and released) within `acquire_timeout`; errors
-        translated, those of the release included."""
-        async with (
-            _translate_errors(action),
-            self._pool.acquire(timeout=acquire_timeout) as connection,
-        ):
-            try:
-                yield connection
-            except TimeoutError:
-                # A statement timed out: the server is hung or overloaded. Waiting for asyncpg
-                # to cancel it would keep the caller waiting longer still; drop the connection.
-                connection.terminate()
-                raise
+        translated, those of the release included. Metrics (P10): the wait, the pool's size
+        and use, and errors by kind."""
+        pool = self._pool
+        waited = time.perf_counter()
+        try:
+            async with (
+                _translate_errors(action),
+                pool.acquire(timeout=acquire_timeout) as connection,
+            ):
+                metrics.POOL_WAIT.observe(time.perf_counter() - waited)
+                _pool_gauges(pool)
+                try:
+                    yield connection
+                except TimeoutError:
+                    # A statement timed out: the server is hung or overloaded. Waiting for
+                    # asyncpg to cancel it would keep the caller waiting longer still; drop the
+                    # connection.
+                    connection.terminate()
+                    raise
+        except StoreError as error:
+            metrics.DB_ERRORS.labels(type(error).__name__).inc()
+            raise
+        finally:
+            _pool_gauges(pool)
 
     async def ping(self) -> bool:
         """True when the database answers `SELECT 1` within PING_TIMEOUT_SECONDS."""
@@ -161,3 +175,9 @@ class TaskStore:
             return False
         except TimeoutError:
             return False
+
+
+def _pool_gauges(pool: asyncpg.Pool) -> None:
+    size = pool.get_size()
+    metrics.POOL_SIZE.set(size)
+    metrics.POOL_IN_USE.set(size - pool.get_idle_size())

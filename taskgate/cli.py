@@ -14,6 +14,7 @@ from taskgate import __version__
 from taskgate.command import run_command
 from taskgate.gateway import cli as gateway_cli
 from taskgate.server import cli as server_cli
+from taskgate.server import migrate_cli
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -30,6 +31,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "gateway", help=gateway_cli.HELP, description=gateway_cli.DESCRIPTION
     )
     gateway_cli.add_arguments(gateway, env)
+    migrate = commands.add_parser(
+        "migrate", help=migrate_cli.HELP, description=migrate_cli.DESCRIPTION
+    )
+    migrate_cli.add_arguments(migrate, env)
+    # Each sub-command's own errors print its own usage (taskgate/command.py, run_command).
+    for command in (serve, gateway, migrate):
+        command.set_defaults(command_parser=command)
     return parser
 
 

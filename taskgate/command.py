@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,10 @@ class SettingsError(argparse.ArgumentTypeError):
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """HOST:PORT, with [v6]:PORT accepted; port 0 asks the OS for a free one."""
+    """HOST:PORT, with [v6]:PORT accepted; port 0 asks the OS for a free one.
+
+    An empty host (`:8887`, as KFP writes it) and `[::]` mean every interface, IPv4 and IPv6
+    (docs/decisions.md S8); `0.0.0.0` means every IPv4 interface only."""
 
     host: str
     port: int
@@ -48,9 +53,26 @@ class Address:
     @classmethod
     def parse(cls, text: str) -> Address:
         host, sep, port_text = text.rpartition(":")
-        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        if not sep or not port_text.isdigit() or int(port_text) > 65535:
+            raise SettingsError(f"expected HOST:PORT (e.g. 127.0.0.1:8887), got {text!r}")
+        if host.startswith("[") != host.endswith("]") or host in ("[", "[]"):
             raise SettingsError(f"expected HOST:PORT (e.g. 127.0.0.1:8887), got {text!r}")
         return cls(host.removeprefix("[").removesuffix("]"), int(port_text))
+
+    @property
+    def every_interface(self) -> bool:
+        return self.host in ("", "::")
+
+    @property
+    def grpc_target(self) -> str:
+        """What grpc binds: `[::]:PORT` is its dual-stack listener."""
+        return f"[::]:{self.port}" if self.every_interface else str(self)
+
+    @property
+    def rest_host(self) -> str:
+        """What aiohttp (asyncio) binds: "" is a listener on every IPv4 and IPv6 address
+        (asyncio would bind `::` as IPv6 only)."""
+        return "" if self.every_interface else self.host
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -283,17 +305,78 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     # taskgate forks only to run pg_ctl (embedded PostgreSQL); grpc's fork handlers have nothing
     # to do there and would log a warning at every shutdown. Read by grpc when a server starts.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    args = parser.parse_args(argv)
+    # grpc's C core logs in its own format (`I0000 … fork_posix.cc …`) to stderr, beside ours:
+    # errors only, unless the user asks for more. Read by grpc when it is loaded.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    args, unknown = parser.parse_known_args(argv)
+    # A sub-command's errors print its own usage (`taskgate serve: error: ...`), not the top
+    # level's: taskgate/cli.py leaves each sub-command's parser in `command_parser`.
+    command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     run: Run = args.run
     try:
         return run(args)
     except SettingsError as error:
-        parser.error(str(error))
+        command.error(str(error))
     except KeyboardInterrupt:
         return 130
 
 
-def configure_logging(level: str, prefix: str = "") -> None:
+LOG_FORMATS = ("text", "json")
+
+
+def add_log_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """--log-level and --log-format, shared by `serve` and `gateway`."""
+    add_flag(parser, env, "--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", type=log_level)
+    add_flag(
+        parser,
+        env,
+        "--log-format",
+        "text, or json: one JSON object per line (ts, level, logger, msg, request_id, ...)",
+        "text",
+        choices=LOG_FORMATS,
+        type=one_of(*LOG_FORMATS),
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (RFC 3339, UTC, ms), level, logger, msg, then `worker`,
+    `request_id` and an access line's fields (taskgate/access.py) when the record has them,
+    and `exc` (the traceback) for an exception."""
+
+    def __init__(self, worker: str = "") -> None:
+        super().__init__()
+        self._worker = worker
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry: dict[str, object] = {
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if self._worker:
+            entry["worker"] = self._worker
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            entry["request_id"] = request_id
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            entry.update(access)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, prefix: str = "", log_format: str = "text") -> None:
+    """Root logging to stderr; `prefix` ("worker-0 ") marks a worker's lines."""
+    if log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter(prefix.strip()))
+        logging.basicConfig(level=level, handlers=[handler])
+        return
     logging.basicConfig(
         level=level,
         format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",

@@ -8,7 +8,7 @@ pytest_plugins = ["tests.integration.servers"]
 
 #: Markers of tests that need what `pip install -e '.[dev]'` cannot provide (a Go program, a
 #: package index): plain `pytest` leaves them out, `pytest -m NAME` runs them (.ci/run does).
-ON_REQUEST = ("peer", "packaging")
+ON_REQUEST = ("peer", "packaging", "browser")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -3,6 +3,10 @@
 The matrix: {gRPC, REST} × {CreateTask, ListTasks, CreateTaskV1, ListTasksV1} × {no identity,
 unknown token, reader, writer, other namespace, shared namespace}. The V1 aliases have no REST
 route (neither has KFP's), so REST covers CreateTask and ListTasks.
+
+The matrix, the cross-namespace refusals and the cache-poisoning request run over each
+transport of `conftest.TRANSPORTS`: plaintext, TLS, and REST through `taskgate gateway --preset
+kfp --upstream-tls` in front of the TLS `serve`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from taskgate.api import resource_reference_pb2, task_pb2
 from taskgate.server.lifecycle import StartupError, serving
 from taskgate.store.records import NewTask
 from taskgate.store.task_store import TaskStore
-from tests.integration.authz.conftest import POLICY
+from tests.integration.authz.conftest import POLICY, TRANSPORTS, Doors
 from tests.integration.kfp import eq_filter, kfp_error, new_task
 from tests.integration.servers import Taskgate, serve_settings
 
@@ -85,6 +89,13 @@ async def grpc_call(tg: Taskgate, method: str, metadata: Metadata, namespace: st
 
 
 async def rest_call(tg: Taskgate, method: str, metadata: Metadata, namespace: str) -> int:
+    status, _ = await rest_answer(tg, method, metadata, namespace)
+    return status
+
+
+async def rest_answer(
+    tg: Taskgate, method: str, metadata: Metadata, namespace: str
+) -> tuple[int, Any]:
     headers = dict(metadata)
     if method == "CreateTask":
         body = {"namespace": namespace, "pipelineName": "p", "runId": "r", "fingerprint": "f"}
@@ -96,10 +107,18 @@ async def rest_call(tg: Taskgate, method: str, metadata: Metadata, namespace: st
     async with response:
         text = await response.text()
     assert "tok-" not in text
-    return response.status
+    assert response.content_type == "application/json"
+    return response.status, json.loads(text)
 
 
-@pytest.mark.parametrize("door", ["grpc", "rest"])
+#: (door, transport): the gateway serves REST only; its gRPC side is serve's, as with `tls`
+MATRIX = [(door, transport) for door in ("grpc", "rest") for transport in TRANSPORTS]
+MATRIX.remove(("grpc", "gateway"))
+
+
+@pytest.mark.parametrize(
+    ("door", "multi_user"), MATRIX, indirect=["multi_user"], ids=[f"{d}-{t}" for d, t in MATRIX]
+)
 async def test_the_matrix(multi_user: Taskgate, pool: asyncpg.Pool, door: str) -> None:
     methods = ["CreateTask", "ListTasks"]
     if door == "grpc":
@@ -119,6 +138,26 @@ async def test_the_matrix(multi_user: Taskgate, pool: asyncpg.Pool, door: str) -
     # Only the writer's creates were written: one per Create method, all in alice's namespace.
     rows = await pool.fetch("SELECT namespace FROM tasks")
     assert [row["namespace"] for row in rows] == ["alice"] * (len(methods) // 2)
+
+
+@pytest.mark.parametrize("multi_user", ["gateway"], indirect=True)
+async def test_the_gateway_answers_every_case_as_serves_rest_door(
+    multi_user: Doors, pool: asyncpg.Pool
+) -> None:
+    """Identities (kubeflow-userid and Authorization: Bearer) pass through the gateway to serve's
+    pipeline: every REST case of the matrix answers the same status and body at both."""
+    serve = replace(multi_user, rest_url=f"https://127.0.0.1:{multi_user.server.http_port}")
+    for method in ("CreateTask", "ListTasks"):
+        for case, (metadata, namespace) in CASES.items():
+            answers = []
+            for doors in (serve, multi_user):
+                status, body = await rest_answer(doors, method, metadata, namespace)
+                if method == "CreateTask" and status == 200:
+                    del body["id"]  # two tasks were created
+                answers.append((status, body))
+            assert answers[0] == answers[1], (method, case)
+    rows = await pool.fetch("SELECT namespace FROM tasks")
+    assert [row["namespace"] for row in rows] == ["alice", "alice"]
 
 
 async def test_messages_say_what_is_missing(multi_user: Taskgate) -> None:
@@ -155,6 +194,7 @@ def namespace_filter(op: str, *values: str) -> str:
     return json.dumps({"predicates": [{"op": op, "key": "namespace", **value}]})
 
 
+@pytest.mark.parametrize("multi_user", TRANSPORTS, indirect=True)
 async def test_lists_show_only_readable_namespaces(
     multi_user: Taskgate, pool: asyncpg.Pool
 ) -> None:
@@ -187,6 +227,7 @@ async def test_lists_show_only_readable_namespaces(
     ],
     ids=["filter", "in-list", "resource-key"],
 )
+@pytest.mark.parametrize("multi_user", TRANSPORTS, indirect=True)
 async def test_naming_an_unreadable_namespace_is_403(
     multi_user: Taskgate, pool: asyncpg.Pool, request_: task_pb2.ListTasksRequest
 ) -> None:
@@ -196,6 +237,17 @@ async def test_naming_an_unreadable_namespace_is_403(
             await method(request_, metadata=user("bob"))
         assert failure.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert kfp_error(failure.value).error_message == 'bob may not read namespace "alice"'
+    if request_.HasField("resource_reference_key"):
+        key = request_.resource_reference_key
+        query = {"resource_reference_key.type": resource_reference_pb2.ResourceType.Name(key.type)}
+        query["resource_reference_key.id"] = key.id
+    else:
+        query = {"filter": request_.filter}
+    headers = dict(user("bob"))
+    async with multi_user.http.get(multi_user.tasks_url, params=query, headers=headers) as r:
+        body = await r.json()
+    assert r.status == 403
+    assert body["details"][0]["error_message"] == 'bob may not read namespace "alice"'
 
 
 async def test_a_resource_key_over_rest_is_403(multi_user: Taskgate, pool: asyncpg.Pool) -> None:
@@ -206,6 +258,7 @@ async def test_a_resource_key_over_rest_is_403(multi_user: Taskgate, pool: async
     assert body["message"].endswith('bob may not read namespace "alice"')
 
 
+@pytest.mark.parametrize("multi_user", TRANSPORTS, indirect=True)
 async def test_page_tokens_are_bound_to_the_identity(
     multi_user: Taskgate, pool: asyncpg.Pool
 ) -> None:
@@ -233,6 +286,47 @@ async def test_page_tokens_are_bound_to_the_identity(
     ) as response:
         body = await response.json()
     assert (response.status, body["details"][0]["error_message"]) == (400, "Invalid page token.")
+    # A token handed out by the REST door (the gateway's, for that transport) is bound too.
+    first_page = {"page_size": "1", "filter": namespace_filter("EQUALS", "alice")}
+    headers = dict(bearer("tok-alice"))
+    async with multi_user.http.get(multi_user.tasks_url, params=first_page, headers=headers) as r:
+        rest_token = (await r.json())["next_page_token"]
+    assert rest_token
+    for metadata, status in ((user("alice"), 200), (user("reader"), 400), (user("bob"), 400)):
+        async with multi_user.http.get(
+            multi_user.tasks_url,
+            params={"page_size": "1", "page_token": rest_token},
+            headers=dict(metadata),
+        ) as response:
+            assert response.status == status, metadata
+
+
+@pytest.mark.parametrize("multi_user", ["tls"], indirect=True)
+async def test_a_kfp_driver_call_over_tls_answers_the_callers_tasks_only(
+    multi_user: Taskgate, pool: asyncpg.Pool
+) -> None:
+    """What KFP's driver sends (`ListTasksV1`, `authorization: Bearer …` from the tokens file,
+    over TLS): the cache lookup finds alice's newest task, never bob's newer one with the same
+    fingerprint; without the namespace predicate, only what alice may read is listed and counted."""
+    await seed(pool)  # alice 3, bob 2, shared 1; all with fingerprint "fp"
+    await TaskStore(pool).create_task(NewTask("bob", "p", "run-bob", "9", 1_900_000_000, 0, "fp"))
+    driver = bearer("tok-alice")
+    lookup = task_pb2.ListTasksRequest(
+        filter=eq_filter(fingerprint="fp", pipelineName="p", namespace="alice"),
+        sort_by="created_at desc",
+        page_size=1,
+    )
+    page = await multi_user.stub.ListTasksV1(lookup, metadata=driver)
+    assert [(t.namespace, t.runId) for t in page.tasks] == [("alice", "run-2")]
+    assert page.total_size == 3
+    everything = task_pb2.ListTasksRequest(filter=eq_filter(fingerprint="fp"), page_size=100)
+    page = await multi_user.stub.ListTasksV1(everything, metadata=driver)
+    assert sorted(t.namespace for t in page.tasks) == ["", "alice", "alice", "alice"]
+    assert page.total_size == 4
+    with pytest.raises(grpc.aio.AioRpcError) as failure:  # the bearer scheme is required
+        await multi_user.stub.ListTasksV1(lookup, metadata=(("authorization", "tok-alice"),))
+    assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "tok-alice" not in str(failure.value)
 
 
 POISON = {
@@ -248,9 +342,11 @@ POISON = {
 async def poison(tg: Taskgate, content_type: str) -> tuple[int, dict[str, Any]]:
     headers = {"kubeflow-userid": PREFIX + "bob", "Content-Type": content_type}
     async with tg.http.post(tg.tasks_url, data=json.dumps(POISON), headers=headers) as response:
+        assert response.content_type == "application/json"  # errors are always JSON
         return response.status, await response.json()
 
 
+@pytest.mark.parametrize("multi_user", TRANSPORTS, indirect=True)
 async def test_cache_poisoning_is_refused_in_multi_user_mode(
     multi_user: Taskgate, pool: asyncpg.Pool
 ) -> None:
@@ -263,11 +359,12 @@ async def test_cache_poisoning_is_refused_in_multi_user_mode(
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 0
 
 
+@pytest.mark.parametrize("single_user", TRANSPORTS, indirect=True)
 async def test_cache_poisoning_is_415_in_single_user_mode(
-    taskgate: Taskgate, pool: asyncpg.Pool
+    single_user: Taskgate, pool: asyncpg.Pool
 ) -> None:
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
-        status, body = await poison(taskgate, content_type)
+        status, body = await poison(single_user, content_type)
         assert status == 415
         assert f'unsupported media type "{content_type}"' in body["message"]
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 0

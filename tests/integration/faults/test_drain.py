@@ -1,6 +1,6 @@
 """SIGTERM under load: readiness turns NOT_SERVING and /healthz 503 at once, the listeners keep
 accepting for the lag, calls in flight on both doors finish within the one grace period, and
-the process exits 0 within it."""
+the process exits 0 within it; with `--workers 2` too (one grace for all, not one per worker)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 import asyncpg
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskgate.api import task_pb2, task_pb2_grpc
@@ -29,7 +30,8 @@ HELD_SECONDS = 3.0  # calls in flight wait this long after SIGTERM: past the lag
 IN_FLIGHT_PER_DOOR = 3
 
 
-async def test_sigterm_drains_both_doors_within_one_grace() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_drains_both_doors_within_one_grace(workers: int) -> None:
     with private_temp_dir("taskgate-drain-") as home:
         data_dir = home / "data"
         grpc_port, http_port = free_port(), free_port()
@@ -40,6 +42,7 @@ async def test_sigterm_drains_both_doors_within_one_grace() -> None:
             home / "serve.log",
             TASKGATE_SHUTDOWN_GRACE=str(GRACE),
             TASKGATE_SHUTDOWN_LAG=str(LAG),
+            TASKGATE_WORKERS=str(workers),
         )
         try:
             await asyncio.to_thread(wait_ready, http_port, process)
@@ -51,7 +54,7 @@ async def test_sigterm_drains_both_doors_within_one_grace() -> None:
         log = (home / "serve.log").read_text()
 
     code, exit_seconds, in_flight, during_lag = outcome
-    print(f"SIGTERM to exit: {exit_seconds:.1f}s (grace {GRACE}s, lag {LAG}s)")  # noqa: T201
+    print(f"workers {workers}: SIGTERM to exit {exit_seconds:.1f}s (grace {GRACE}s, lag {LAG}s)")  # noqa: T201
     assert code == 0, log
     assert exit_seconds < GRACE, log
     # Every call that was in flight at SIGTERM was answered, and answered OK.

@@ -1,7 +1,9 @@
-"""Fixtures for the TLS tests: a PKI made at test time, and `taskgate serve` with TLS."""
+"""Fixtures for the TLS tests: a PKI made at test time, `taskgate serve` with TLS, and
+`taskgate gateway`'s configuration from its flags."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from taskgate.gateway.cli import add_arguments, gateway_config
+from taskgate.gateway.standalone import StandaloneConfig
 from taskgate.server.lifecycle import RunningServer, serving
 from taskgate.tls import ServerTLSFiles
 from tests.integration.servers import serve_settings
@@ -25,3 +29,11 @@ async def tls_serving(database_url: str, files: ServerTLSFiles) -> AsyncIterator
     """`taskgate serve --tls-cert … --tls-key … [--tls-client-ca …]` on ports 0."""
     async with serving(replace(serve_settings(database_url), tls=files)) as running:
         yield running
+
+
+def config_from_flags(*flags: str) -> StandaloneConfig:
+    """`taskgate gateway`'s configuration from its real command-line flags (no environment),
+    on 127.0.0.1 port 0."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, {})
+    return gateway_config(parser.parse_args(["--http-address", "127.0.0.1:0", *flags]))

@@ -4,7 +4,6 @@ certificate it cannot trust stops it at start-up with a message that says so."""
 
 from __future__ import annotations
 
-import argparse
 import ssl
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from taskgate.gateway.cli import add_arguments, gateway_config
-from taskgate.gateway.standalone import GatewayStartupError, StandaloneConfig, gateway_serving
+from taskgate.gateway.standalone import GatewayStartupError, gateway_serving
 from tests.integration.tls.certs import Pki, client_context
-from tests.integration.tls.conftest import tls_serving
+from tests.integration.tls.conftest import config_from_flags, tls_serving
 
 UPSTREAM_NAME = "taskgate.kubeflow.svc"  # the serve certificate names only this
 TASK = {
@@ -25,13 +23,6 @@ TASK = {
     "fingerprint": "fp-gw",
     "created_at": "2024-05-10T10:19:13Z",
 }
-
-
-def config_from_flags(*flags: str) -> StandaloneConfig:
-    """The gateway's configuration from its real command-line flags (no environment)."""
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, {})
-    return gateway_config(parser.parse_args(["--http-address", "127.0.0.1:0", *flags]))
 
 
 async def fetch(

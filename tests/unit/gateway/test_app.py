@@ -258,12 +258,14 @@ async def test_headers_become_metadata_and_back(aiohttp_client: ClientFactory) -
     assert resp.status == 200
     assert resp.headers["Grpc-Metadata-x-trace"] == "t1"
     assert resp.headers["Grpc-Metadata-blob-bin"] == "AQ=="
-    assert sorted(invoker.calls[0].options.metadata) == [
+    metadata = invoker.calls[0].options.metadata
+    assert sorted(m for m in metadata if m[0] != "x-request-id") == [
         ("authorization", "Bearer t"),
         ("data-bin", b"\x00\x01"),
         ("kubeflow-userid", "alice@example.com"),
         ("x-custom", "v"),
     ]
+    assert metadata[-1] == ("x-request-id", resp.headers["X-Request-Id"])  # P11
 
 
 async def test_response_body_scalar_and_http_body(aiohttp_client: ClientFactory) -> None:

@@ -1,0 +1,67 @@
+"""Request ids and the access line: one INFO line per call, on every door of both commands
+(docs/decisions.md P5, P11).
+
+A request id comes from the caller (`X-Request-Id` on REST, `x-request-id` metadata on gRPC)
+when it is sane: 1 to 128 characters from `[A-Za-z0-9._:/+=@-]`. Otherwise (absent, too long,
+spaces, control characters) a new one is made: 32 hex digits. It is echoed on the REST
+response, written in the access line and passed on as `x-request-id` metadata.
+
+The line goes to the logger `taskgate.access`: `door=rest method=/api.TaskService/ListTasks
+code=OK status=200 ms=1.9 peer=127.0.0.1 request_id=…` as text; with `--log-format json` the
+same fields are keys of the JSON object (taskgate/command.py's formatter reads them from the
+record's `access` attribute).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID_LENGTH = 128
+_SANE = re.compile(rf"[A-Za-z0-9._:/+=@\-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+
+log = logging.getLogger("taskgate.access")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id(given: str | bytes | None) -> str:
+    """`given` if it is a sane request id, else a new one."""
+    if isinstance(given, str) and _SANE.fullmatch(given):
+        return given
+    return new_request_id()
+
+
+def request_id_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    """The caller's `x-request-id` (the first), if sane; else a new one."""
+    for key, value in metadata:
+        if key == REQUEST_ID_KEY:
+            return request_id(value)
+    return new_request_id()
+
+
+def log_call(
+    door: str,
+    method: str,
+    code: str,
+    seconds: float,
+    peer: str,
+    rid: str,
+    status: int | None = None,
+) -> None:
+    """The access line of one call (INFO, logger `taskgate.access`)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    ms = round(seconds * 1000, 1)
+    fields: dict[str, object] = {"door": door, "method": method or "-", "code": code}
+    if status is not None:
+        fields["status"] = status
+    fields.update(ms=ms, peer=peer or "-")
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    log.info("%s request_id=%s", text, rid, extra={"access": fields, "request_id": rid})

@@ -17,11 +17,12 @@ from aiohttp import web
 from google.protobuf import descriptor_pool as descriptor_pool_module
 from google.protobuf.message import Message
 
-from taskgate import metrics
+from taskgate import metrics, tracing
 from taskgate.access import REQUEST_ID_HEADER, REQUEST_ID_KEY, log_call, request_id
 from taskgate.gateway.body import read_body
 from taskgate.gateway.cors import install_cors
 from taskgate.gateway.docs_ui import OpenApiCache, docs_response, is_docs_path
+from taskgate.gateway.encoding import install_compression
 from taskgate.gateway.errors import (
     TranscodeError,
     error_body,
@@ -103,6 +104,7 @@ def create_gateway_app(
         app.router.add_get(path, _fixed_json(body))
     app.router.add_route("*", "/{path:.*}", handle)
     app.on_response_prepare.append(_echo_request_id)
+    install_compression(app)  # T49: gzip for clients that accept it
     if cors_origins:
         install_cors(app, frozenset(origin.lower() for origin in cors_origins))
     return app
@@ -134,6 +136,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     request[REQUEST_ID] = rid
     code = "CANCELLED"  # the client went away: CancelledError
     status: int | None = None
+    # P13: a SERVER span continuing the caller's `traceparent`, current while the call runs.
+    parent = tracing.context_from_headers(request.headers)
+    traced = tracing.start_server_span(request.method, parent)
     try:
         with metrics.in_flight(metrics.REST):
             response = await _admit(request)
@@ -144,6 +149,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         seconds = time.perf_counter() - started
         metrics.observe_call(method, metrics.REST, code, seconds)
         log_call(metrics.REST, method, code, seconds, request.remote or "", rid, status)
+        traced.end(method, code, status)
 
 
 async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:

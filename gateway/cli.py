@@ -31,8 +31,9 @@ from taskgate.command import (
     one_of,
     optional,
     seconds,
+    tls_files,
 )
-from taskgate.tls import ServerTLSFiles, TLSError, UpstreamTLS, checked_server_files
+from taskgate.tls import TLSError, UpstreamTLS
 
 if TYPE_CHECKING:
     from taskgate.gateway.standalone import StandaloneConfig
@@ -182,21 +183,17 @@ def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
         shutdown_grace=args.shutdown_grace,
         shutdown_lag=args.shutdown_lag,
         cors_origins=cors_origins(args),
-        tls=_server_tls(args),
+        tls=tls_files(args),
         upstream_tls=upstream_tls(args),
     )
-
-
-def _server_tls(args: argparse.Namespace) -> ServerTLSFiles | None:
-    try:
-        return checked_server_files(args.tls_cert, args.tls_key, args.tls_client_ca)
-    except TLSError as error:
-        raise SettingsError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     config = gateway_config(args)
     configure_logging(args.log_level, log_format=args.log_format)
     from taskgate.gateway.standalone import run_gateway
+    from taskgate.tracing import configure_from_environment
+
+    configure_from_environment()  # P13: OTEL_* variables, with the SDK installed
 
     return asyncio.run(run_gateway(config))

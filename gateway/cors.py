@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from taskgate.gateway.encoding import vary_with
+
 MAX_AGE_SECONDS = "600"
 #: methods a preflight may ask for; anything else is not answered.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
@@ -68,6 +70,8 @@ def install_cors(app: web.Application, origins: frozenset[str]) -> None:
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         answerable, added = cors_headers(request.method, request.headers, origins)
         if not answerable:
+            # Vary is merged, not replaced: encoding.py may have said Accept-Encoding.
+            added["Vary"] = vary_with(response.headers.get("Vary"), added["Vary"])
             response.headers.update(added)
 
     app.middlewares.append(preflight)

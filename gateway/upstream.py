@@ -18,6 +18,7 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
+from taskgate import tracing
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.invoker import UnaryResult
 from taskgate.rpc import (
@@ -140,7 +141,10 @@ class GrpcInvoker:
         response_type = self._response_type(method)
         call: grpc.aio.UnaryUnaryCall[Message, bytes]
         call = self._channel.unary_unary(method, request_serializer=_serialize)(
-            request, timeout=options.timeout, metadata=tuple(options.metadata), wait_for_ready=False
+            request,
+            timeout=options.timeout,
+            metadata=tracing.outgoing_metadata(options.metadata),  # P13: the trace goes on
+            wait_for_ready=False,
         )
         try:
             raw: bytes = await call
@@ -161,7 +165,10 @@ class GrpcInvoker:
         response_type = self._response_type(method)
         call: grpc.aio.UnaryStreamCall[Message, bytes]
         call = self._channel.unary_stream(method, request_serializer=_serialize)(
-            request, timeout=options.timeout, metadata=tuple(options.metadata), wait_for_ready=False
+            request,
+            timeout=options.timeout,
+            metadata=tracing.outgoing_metadata(options.metadata),  # P13: the trace goes on
+            wait_for_ready=False,
         )
         try:
             while (raw := await call.read()) is not grpc.aio.EOF:

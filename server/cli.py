@@ -29,26 +29,17 @@ from taskgate.command import (
     configure_logging,
     cors_origins,
     optional,
+    positive_int,
     run_command,
+    tls_files,
 )
 from taskgate.server.settings import DEFAULT_DATA_DIR, DEFAULT_GRPC_ADDRESS, ServeSettings
-from taskgate.tls import ServerTLSFiles, TLSError, checked_server_files
 
 HELP = "serve api.TaskService over gRPC and REST on PostgreSQL"
 DESCRIPTION = (
     "Serve api.TaskService over gRPC (with reflection and health) and REST. "
     "Without --database-url, an embedded PostgreSQL is started in --data-dir."
 )
-
-
-def worker_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise SettingsError(f"expected a number, got {text!r}") from None
-    if count < 1:
-        raise SettingsError(f"expected a positive number, got {count}")
-    return count
 
 
 def database_url(text: str) -> str:
@@ -109,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "worker processes sharing the ports",
         "1",
         metavar="N",
-        type=worker_count,
+        type=positive_int,
     )
     add_shutdown_arguments(parser, env)
     add_tls_arguments(parser, env)
@@ -178,7 +169,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         shutdown_lag=args.shutdown_lag,
         max_message_bytes=args.max_message_bytes,
         max_concurrent_calls=args.max_concurrent_calls,
-        tls=_tls_files(args),
+        tls=tls_files(args),
         authz_policy=args.authz_policy,
         cors_origins=cors_origins(args),
     )
@@ -197,22 +188,17 @@ def _database_url(args: argparse.Namespace) -> str | None:
     return url if from_file is None else from_file
 
 
-def _tls_files(args: argparse.Namespace) -> ServerTLSFiles | None:
-    """The TLS files, checked now so that a bad one is a usage error naming its flag."""
-    try:
-        return checked_server_files(args.tls_cert, args.tls_key, args.tls_client_ca)
-    except TLSError as error:
-        raise SettingsError(str(error)) from None
-
-
 def run(args: argparse.Namespace) -> int:
     settings = serve_settings(args)
     configure_logging(settings.log_level, log_format=settings.log_format)
     if settings.workers > 1:
         from taskgate.server.workers import run_workers
 
-        return asyncio.run(run_workers(settings))
+        return asyncio.run(run_workers(settings))  # each worker configures its traces
     from taskgate.server.lifecycle import run_serve
+    from taskgate.tracing import configure_from_environment
+
+    configure_from_environment()  # P13: OTEL_* variables, with the SDK installed
 
     return asyncio.run(run_serve(settings))
 

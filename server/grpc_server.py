@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from taskgate import metrics
+from taskgate import metrics, tracing
 from taskgate.access import REQUEST_ID_KEY, log_call, request_id_from_metadata
 from taskgate.rpc import (
     MAX_CONCURRENT_CALLS,
@@ -41,6 +41,10 @@ MAX_CONNECTION_AGE_GRACE_MS = 30_000
 #: While calls are active, a peer that does not answer a ping within the timeout is dropped.
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+#: grpc's compression *level* (2: medium), not an algorithm: core picks gzip only for clients
+#: whose grpc-accept-encoding lists it, and sends a message as is when it does not shrink (P12).
+#: A per-call `set_compression` is not negotiated: an identity-only client would fail.
+COMPRESSION_LEVEL = 2
 
 
 def create_grpc_server(
@@ -66,6 +70,7 @@ def create_grpc_server(
             ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.default_compression_level", COMPRESSION_LEVEL),
         ],
         maximum_concurrent_rpcs=max_concurrent_calls,
     )
@@ -83,6 +88,7 @@ def _method_handler(
     pipeline: CallPipeline, full_name: str, method: Method
 ) -> grpc.RpcMethodHandler[Message | None, Message]:
     undecodable = f"the request is not a valid {method.request_type.DESCRIPTOR.full_name} message"
+    span_name = full_name.lstrip("/")
 
     async def behavior(
         request: Message | None, context: grpc.aio.ServicerContext[Message | None, Message]
@@ -93,6 +99,8 @@ def _method_handler(
         received = context.invocation_metadata() or ()
         rid = request_id_from_metadata(received)
         metadata = (*(m for m in received if m[0] != REQUEST_ID_KEY), (REQUEST_ID_KEY, rid))
+        # P13: a SERVER span continuing the caller's `traceparent` metadata, current meanwhile.
+        traced = tracing.start_server_span(span_name, tracing.context_from_metadata(received))
         try:
             with metrics.in_flight(metrics.GRPC):
                 if request is None:
@@ -114,6 +122,7 @@ def _method_handler(
             seconds = time.perf_counter() - started
             metrics.observe_call(full_name, metrics.GRPC, code.name, seconds)
             log_call(metrics.GRPC, full_name, code.name, seconds, context.peer(), rid)
+            traced.end(full_name, code.name)
 
     return grpc.unary_unary_rpc_method_handler(
         behavior,

@@ -133,4 +133,7 @@ def _worker_main(settings: ServeSettings, index: int) -> None:
     from taskgate.server.lifecycle import run_serve
 
     configure_logging(settings.log_level, prefix=f"worker-{index} ", log_format=settings.log_format)
+    from taskgate.tracing import configure_from_environment
+
+    configure_from_environment()  # P13: each worker exports its own spans
     raise SystemExit(asyncio.run(run_serve(settings, reuse_port=True)))

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from taskgate import metrics
+from taskgate import metrics, tracing
 from taskgate.logs import RateLimitedLog
 from taskgate.store import queries
 from taskgate.store.errors import StoreError, StoreUnavailableError
@@ -88,17 +88,18 @@ class TaskStore:
     async def create_task(self, new_task: NewTask) -> TaskRecord:
         """Insert a task with a fresh lowercase UUIDv4 id; committed before this returns."""
         async with self._connection("create_task") as connection:
-            row = await connection.fetchrow(
-                queries.INSERT_TASK,
-                str(uuid.uuid4()),
-                new_task.namespace,
-                new_task.pipeline_name,
-                new_task.run_id,
-                new_task.mlmd_execution_id,
-                new_task.created_at,
-                new_task.finished_at,
-                new_task.fingerprint,
-            )
+            with tracing.database_span("INSERT", "tasks"):  # P13: a span per statement
+                row = await connection.fetchrow(
+                    queries.INSERT_TASK,
+                    str(uuid.uuid4()),
+                    new_task.namespace,
+                    new_task.pipeline_name,
+                    new_task.run_id,
+                    new_task.mlmd_execution_id,
+                    new_task.created_at,
+                    new_task.finished_at,
+                    new_task.fingerprint,
+                )
         if row is None:
             raise StoreError("create_task failed: INSERT returned no row")
         return _record_from_row(row)
@@ -108,7 +109,8 @@ class TaskStore:
         one round trip: no BEGIN/COMMIT)."""
         statements = queries.task_page_statements(query)
         async with self._connection("list_tasks") as connection:
-            rows = await connection.fetch(statements.page_sql, *statements.rows_args)
+            with tracing.database_span("SELECT", "tasks"):
+                rows = await connection.fetch(statements.page_sql, *statements.rows_args)
         total_size = rows[0]["total_size"] if rows else 0
         records = [_record_from_row(row) for row in rows if row["id"] is not None]
         next_cursor = None
@@ -124,8 +126,12 @@ class TaskStore:
         if self._token_key is None:
             async with self._connection("token_key") as connection:
                 candidate = secrets.token_bytes(TOKEN_KEY_BYTES)
-                await connection.execute(queries.INSERT_KEY_IF_ABSENT, SIGNING_KEY_NAME, candidate)
-                key = await connection.fetchval(queries.SELECT_KEY, SIGNING_KEY_NAME)
+                with tracing.database_span("INSERT", "taskgate_secrets"):
+                    await connection.execute(
+                        queries.INSERT_KEY_IF_ABSENT, SIGNING_KEY_NAME, candidate
+                    )
+                with tracing.database_span("SELECT", "taskgate_secrets"):
+                    key = await connection.fetchval(queries.SELECT_KEY, SIGNING_KEY_NAME)
             if not isinstance(key, bytes) or len(key) != TOKEN_KEY_BYTES:
                 raise StoreError("token_key failed: stored key is not 32 bytes")
             self._token_key = key

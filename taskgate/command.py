@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskgate.tls import ServerTLSFiles, TLSError, checked_server_files
+
 ENV_PREFIX = "TASKGATE_"
 TRUE_WORDS = ("1", "true", "yes", "on")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -233,6 +235,14 @@ def add_limit_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str])
         metavar="N",
         type=positive_int,
     )
+
+
+def tls_files(args: argparse.Namespace) -> ServerTLSFiles | None:
+    """The --tls-* files, checked now, so that a bad one is a usage error naming its flag."""
+    try:
+        return checked_server_files(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except TLSError as error:
+        raise SettingsError(str(error)) from None
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,9 @@ async def test_a_signal_blocked_until_handled_is_delivered_then() -> None:
     seen: list[str] = []
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
-        os.kill(os.getpid(), signal.SIGHUP)
+        # To this thread only: a process-directed SIGHUP could go to another thread (grpc's
+        # poller, left by earlier tests) that does not block it, and end the test run.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGHUP)
         with SignalHandlers() as signals:
             signals.on(signal.SIGHUP, lambda: seen.append("reload"))
             for _ in range(100):

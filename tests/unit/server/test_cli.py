@@ -51,15 +51,15 @@ def test_environment_variables_and_flags_win() -> None:
     [
         (["--grpc-address", "8887"], {}, "argument --grpc-address: expected HOST:PORT"),
         (["--http-address", "localhost:99999"], {}, "argument --http-address: expected HOST:PORT"),
-        (["--workers", "many"], {}, "argument --workers: expected a number"),
-        (["--workers", "0"], {}, "argument --workers: expected a positive number"),
+        (["--workers", "many"], {}, "argument --workers: expected a whole number"),
+        (["--workers", "0"], {}, "argument --workers: expected a number >= 1"),
         (["--log-level", "LOUD"], {}, "argument --log-level: expected one of"),
         (
             ["--database-url", "mysql://x"],
             {},
             "argument --database-url: expected a postgresql:// URL",
         ),
-        ([], {"TASKGATE_WORKERS": "many"}, "argument --workers: expected a number"),
+        ([], {"TASKGATE_WORKERS": "many"}, "argument --workers: expected a whole number"),
         ([], {"TASKGATE_GRPC_ADDRESS": "x"}, "argument --grpc-address: expected HOST:PORT"),
         ([], {"TASKGATE_LOG_LEVEL": "loud"}, "argument --log-level: expected one of"),
     ],

@@ -30,7 +30,7 @@ from taskgate.gateway.standalone import gateway_serving
 from taskgate.server.lifecycle import serving
 from tests.integration.servers import Taskgate, serve_settings
 from tests.integration.tls.certs import IDENTITIES, Pki, channel_credentials, client_context
-from tests.integration.tls.conftest import config_from_flags
+from tests.integration.tls.conftest import UPSTREAM_NAME, kfp_gateway_over_tls
 
 #: alice writes alice; reader reads alice; bob owns bob; the empty namespace is readable by all.
 POLICY = """\
@@ -54,7 +54,6 @@ def policy_file(tmp_path: Path) -> Path:
 
 TRANSPORTS = ("plaintext", "tls", "gateway")
 #: the only name serve's certificate gives beyond 127.0.0.1: the gateway must be told it
-UPSTREAM_NAME = "taskgate.kubeflow.svc"
 
 
 @dataclass(frozen=True)
@@ -89,16 +88,7 @@ async def taskgate_over(
             http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context(pki.ca)))
             rest_url = f"https://127.0.0.1:{running.http_port}"
             if transport == "gateway":
-                gateway_files = pki.server_files(name="gateway")
-                config = config_from_flags(
-                    "--upstream", target,
-                    "--upstream-tls",
-                    "--upstream-ca", str(pki.ca_file),
-                    "--upstream-server-name", UPSTREAM_NAME,
-                    "--preset", "kfp",
-                    "--tls-cert", str(gateway_files.cert),
-                    "--tls-key", str(gateway_files.key),
-                )  # fmt: skip
+                config = kfp_gateway_over_tls(pki, target)
                 gateway = await stack.enter_async_context(gateway_serving(config))
                 rest_url = f"https://127.0.0.1:{gateway.port}"
         await stack.enter_async_context(channel)

@@ -31,6 +31,26 @@ async def tls_serving(database_url: str, files: ServerTLSFiles) -> AsyncIterator
         yield running
 
 
+#: The name serve's certificate carries in the gateway tests (what a Kubernetes Service's DNS
+#: name would be).
+UPSTREAM_NAME = "taskgate.kubeflow.svc"
+
+
+def kfp_gateway_over_tls(pki: Pki, upstream: str) -> StandaloneConfig:
+    """`taskgate gateway --preset kfp` on HTTPS, trusting `pki`'s CA for a TLS `upstream` named
+    UPSTREAM_NAME: the flags a Kubeflow deployment would use."""
+    files = pki.server_files(name="gateway")
+    return config_from_flags(
+        "--upstream", upstream,
+        "--upstream-tls",
+        "--upstream-ca", str(pki.ca_file),
+        "--upstream-server-name", UPSTREAM_NAME,
+        "--preset", "kfp",
+        "--tls-cert", str(files.cert),
+        "--tls-key", str(files.key),
+    )  # fmt: skip
+
+
 def config_from_flags(*flags: str) -> StandaloneConfig:
     """`taskgate gateway`'s configuration from its real command-line flags (no environment),
     on 127.0.0.1 port 0."""

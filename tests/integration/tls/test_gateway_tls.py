@@ -13,9 +13,13 @@ import pytest
 
 from taskgate.gateway.standalone import GatewayStartupError, gateway_serving
 from tests.integration.tls.certs import Pki, client_context
-from tests.integration.tls.conftest import config_from_flags, tls_serving
+from tests.integration.tls.conftest import (
+    UPSTREAM_NAME,
+    config_from_flags,
+    kfp_gateway_over_tls,
+    tls_serving,
+)
 
-UPSTREAM_NAME = "taskgate.kubeflow.svc"  # the serve certificate names only this
 TASK = {
     "pipelineName": "pipeline/gw",
     "runId": "run-gw",
@@ -36,17 +40,8 @@ async def test_gateway_over_tls_answers_like_serves_rest_door(
     database_url: str, pool: asyncpg.Pool, pki: Pki
 ) -> None:
     serve_files = pki.server_files(pki.ca.issue_cert(UPSTREAM_NAME), name="serve")
-    gateway_files = pki.server_files(name="gateway")
     async with tls_serving(database_url, serve_files) as serve:
-        config = config_from_flags(
-            "--upstream", f"127.0.0.1:{serve.grpc_port}",
-            "--upstream-tls",
-            "--upstream-ca", str(pki.ca_file),
-            "--upstream-server-name", UPSTREAM_NAME,
-            "--preset", "kfp",
-            "--tls-cert", str(gateway_files.cert),
-            "--tls-key", str(gateway_files.key),
-        )  # fmt: skip
+        config = kfp_gateway_over_tls(pki, f"127.0.0.1:{serve.grpc_port}")
         async with gateway_serving(config) as gateway, aiohttp.ClientSession() as http:
             # serve's REST door is reached by the name in its certificate
             serve_context = client_context(pki.ca)

@@ -129,7 +129,10 @@ async def test_oversized_grpc_messages_are_refused_without_taking_memory(
     codes = [r.code() if isinstance(r, grpc.aio.AioRpcError) else r for r in results]
     log.info("server RSS %d MiB -> %d MiB after 8 x 16 MiB", before // 1024, after // 1024)
     assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 8
-    assert after - before < 64 * 1024  # KiB: far below the 128 MiB sent
+    # KiB. Before the limit, this took +314 MiB. grpcio 1.75 (the floor) reads part of each
+    # oversized message before refusing it (+69 MiB seen); newer releases refuse from the length
+    # prefix (about +10 MiB). Either way, well below the 128 MiB sent.
+    assert after - before < 96 * 1024
 
 
 @asynccontextmanager

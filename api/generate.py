@@ -4,7 +4,8 @@
     .ci/codegen.sh --check   # regenerate into a temporary folder; fail on any difference
 
 (`.ci/codegen.sh` runs `python -m taskgate.api.generate` in a virtual environment holding the
-generator versions of requirements/codegen.txt.) The generators are pinned to protoc 6.31.1
+generator versions of requirements/codegen.txt; run from any other environment, this module
+hands over to it, so `python -m api.generate [--check]` gives the same answer.) The generators are pinned to protoc 6.31.1
 (grpcio-tools 1.75.1): protobuf refuses gencode newer than its runtime, so the code is generated
 for the oldest runtime taskgate supports and loads on every newer one.
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import re
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import google.api.annotations_pb2  # the googleapis-common-protos wheel: google/api/*.proto
@@ -90,7 +93,22 @@ def check() -> list[str]:
         return drift
 
 
+def pinned_generator() -> str:
+    """The grpcio-tools version requirements/codegen.txt pins."""
+    for line in (ROOT / "requirements" / "codegen.txt").read_text().splitlines():
+        name, sep, pinned = line.partition("==")
+        if sep and name.strip() == "grpcio-tools":
+            return pinned.strip()
+    raise SystemExit("requirements/codegen.txt pins no grpcio-tools version")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if version("grpcio-tools") != pinned_generator():
+        # Another protoc writes other code: run in the pinned generators' environment instead
+        # (`python -m api.generate` and `python -m taskgate.api.generate` both land there).
+        script = ROOT / ".ci" / "codegen.sh"
+        args = list(sys.argv[1:] if argv is None else argv)
+        os.execv("/bin/bash", ["bash", str(script), *args])  # noqa: S606 - our own script
     parser = argparse.ArgumentParser(
         prog="python -m taskgate.api.generate", description=__doc__.splitlines()[0]
     )

@@ -5,9 +5,10 @@
 
 (`.ci/codegen.sh` runs `python -m taskgate.api.generate` in a virtual environment holding the
 generator versions of requirements/codegen.txt; run from any other environment, this module
-hands over to it, so `python -m api.generate [--check]` gives the same answer.) The generators are pinned to protoc 6.31.1
-(grpcio-tools 1.75.1): protobuf refuses gencode newer than its runtime, so the code is generated
-for the oldest runtime taskgate supports and loads on every newer one.
+hands over to it, so `python -m api.generate [--check]` gives the same answer.) The generators
+are pinned to protoc 6.31.1 (grpcio-tools 1.75.1): protobuf refuses gencode newer than its
+runtime, so the code is generated for the oldest runtime taskgate supports and loads on every
+newer one.
 
 The .proto files keep their import names (`api/task.proto`: what reflection clients see), so
 protoc writes `from api import ...`; those imports are rewritten to the installed package,

@@ -121,8 +121,17 @@ class _Node:
 class RouteTable:
     """Every HTTP binding of a set of services; `match` finds the route for a request."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        methods: Iterable[descriptor.MethodDescriptor] = (),
+    ) -> None:
         self.routes: tuple[Route, ...] = tuple(routes)
+        #: every method of the services, annotated or not, by "/pkg.Service/Method" (what
+        #: gRPC-Web and Connect calls name).
+        self.methods: dict[str, descriptor.MethodDescriptor] = {
+            f"/{m.containing_service.full_name}/{m.name}": m for m in methods
+        }
         self._root = _Node()
         self._verbs: frozenset[str] = frozenset(
             r.template.verb for r in self.routes if r.template.verb is not None
@@ -139,7 +148,7 @@ class RouteTable:
         for service in services:
             for method in service.methods:
                 routes.extend(_routes_for(method, index))
-        return cls(routes)
+        return cls(routes, (method for s in services for method in s.methods))
 
     def match(self, http_method: str, raw_path: str) -> RouteMatch | NoRoute | MethodNotAllowed:
         """The route for `raw_path` (still percent-encoded; a query string is ignored)."""

@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 
 from taskgate import metrics, tracing
 from taskgate.access import REQUEST_ID_HEADER, REQUEST_ID_KEY, log_call, request_id
+from taskgate.gateway import rpc_web_door
 from taskgate.gateway.body import read_body
 from taskgate.gateway.cors import install_cors
 from taskgate.gateway.docs_ui import OpenApiCache, docs_response, is_docs_path
@@ -29,15 +30,16 @@ from taskgate.gateway.errors import (
     http_status_of,
     status_from_exception,
 )
-from taskgate.gateway.invoker import Invoker
+from taskgate.gateway.invoker import Invoker, StreamingInvoker, UnaryResult
 from taskgate.gateway.json_codec import JSON_CONTENT_TYPE, render_response
 from taskgate.gateway.media import check_request_media_type
 from taskgate.gateway.metadata import call_options_from_headers, headers_from_metadata
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.request_mapping import build_request
-from taskgate.gateway.routing import MethodNotAllowed, NoRoute, RouteMatch, RouteTable
-from taskgate.gateway.streaming import stream_response
-from taskgate.rpc import CallOptions, RpcStatus
+from taskgate.gateway.routing import MethodNotAllowed, NoRoute, Route, RouteMatch, RouteTable
+from taskgate.gateway.streaming import request_messages, stream_response, unservable
+from taskgate.gateway.trailers import TrailerResponse
+from taskgate.rpc import CallOptions, RpcStatus, RpcStatusError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ GATEWAY = web.AppKey("gateway", GatewayBox)
 REQUEST_ID = web.RequestKey("request_id", str)
 _RPC = web.RequestKey("rpc", str)
 _CODE = web.RequestKey("code", str)
+#: The metrics door of a gRPC-Web or Connect call (unset: "rest").
+_DOOR = web.RequestKey("door", str)
 
 
 def create_gateway_app(
@@ -147,8 +151,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     finally:
         method = request.get(_RPC, "")
         seconds = time.perf_counter() - started
-        metrics.observe_call(method, metrics.REST, code, seconds)
-        log_call(metrics.REST, method, code, seconds, request.remote or "", rid, status)
+        door = request.get(_DOOR, metrics.REST)  # T80: gRPC-Web and Connect count as theirs
+        metrics.observe_call(method, door, code, seconds)
+        log_call(door, method, code, seconds, request.remote or "", rid, status)
         traced.end(method, code, status)
 
 
@@ -217,6 +222,15 @@ async def _serve(request: web.Request, state: GatewayState) -> web.StreamRespons
     path, _, query = request.raw_path.partition("?")
     if path == HEALTH_PATH and request.method == "GET":
         return await _health_response(state)
+    content_type = request.headers.get("Content-Type", "")
+    web_call = rpc_web_door.classify(request.method, path, content_type, state.routes.methods)
+    if web_call is not None:  # T80: gRPC-Web or Connect, told apart from REST by Content-Type
+        request[_RPC], request[_DOOR] = web_call.full_method, web_call.door
+        context = rpc_web_door.Context(
+            state.invoker, state.options, state.pool, request.get(REQUEST_ID)
+        )
+        answer, request[_CODE] = await rpc_web_door.serve(request, web_call, context)
+        return answer
     try:
         match = _match(state.routes, request.method, path)
     except TranscodeError:
@@ -230,12 +244,17 @@ async def _serve(request: web.Request, state: GatewayState) -> web.StreamRespons
     request[_RPC] = match.route.rpc
     check_request_media_type(match.route, request.headers.get("Content-Type", ""))  # D16
     call_options = call_options_from_headers(
-        request.headers, state.options, streaming=match.route.server_streaming
+        request.headers,
+        state.options,
+        streaming=match.route.server_streaming,
+        remote=request.remote,
     )
     rid = request.get(REQUEST_ID)
     if rid is not None:  # P11: passed on as metadata, in place of any the caller sent
         kept = (m for m in call_options.metadata if m[0] != REQUEST_ID_KEY)
         call_options = replace(call_options, metadata=(*kept, (REQUEST_ID_KEY, rid)))
+    if match.route.client_streaming:  # T62: NDJSON requests, read as they arrive
+        return await _request_stream(request, state, match, query, call_options)
     body = await _read_body(request, match, state.options)
     content_type = request.headers.get("Content-Type", "")
     message = build_request(match, query, body, content_type, state.options)
@@ -246,6 +265,38 @@ async def _serve(request: web.Request, state: GatewayState) -> web.StreamRespons
     return await _unary(request, state, match, message, call_options)
 
 
+async def _request_stream(
+    request: web.Request,
+    state: GatewayState,
+    match: RouteMatch,
+    query: str,
+    call_options: CallOptions,
+) -> web.StreamResponse:
+    """A client-streaming or bidirectional call (T62): 501 naming the method when this route
+    or this invoker cannot carry it."""
+    route, invoker = match.route, state.invoker
+    if not isinstance(invoker, StreamingInvoker):
+        reason: str | None = "this gateway cannot stream requests to its service"
+    else:
+        reason = unservable(route)
+    if reason is not None:
+        raise TranscodeError(grpc.StatusCode.UNIMPLEMENTED, f"{route.method.full_name}: {reason}")
+    assert isinstance(invoker, StreamingInvoker)  # noqa: S101 (narrowing only)
+    requests = request_messages(
+        request.content,
+        match,
+        query,
+        content_type=request.headers.get("Content-Type", ""),
+        content_encoding=request.headers.get("Content-Encoding", ""),
+        options=state.options,
+    )
+    if route.server_streaming:
+        stream = invoker.bidi_stream(route.rpc, requests, call_options)
+        return await stream_response(request, route, stream, state.options)
+    result = await invoker.client_stream(route.rpc, requests, call_options)
+    return _unary_response(state, route, result)
+
+
 async def _unary(
     request: web.Request,
     state: GatewayState,
@@ -253,18 +304,30 @@ async def _unary(
     message: Message,
     call_options: CallOptions,
 ) -> web.Response:
-    route = match.route
-    result = await state.invoker.unary(route.rpc, message, call_options)
+    result = await state.invoker.unary(match.route.rpc, message, call_options)
+    return _unary_response(state, match.route, result)
+
+
+def _unary_response(state: GatewayState, route: Route, result: UnaryResult) -> web.Response:
+    """Header metadata as `Grpc-Metadata-*`; trailing metadata as HTTP trailers (T60), sent
+    when the preset always sends them or the client asked with `TE: trailers`."""
     rendered = render_response(
         result.response, route.response_body_descriptor, state.options, route.pool
     )
-    # grpc-gateway sends trailers as headers only when the client asked with `TE: trailers`.
-    wants_trailers = "trailers" in request.headers.get("TE", "")
-    trailers = result.trailing_metadata if wants_trailers else ()
-    response = web.Response(body=rendered.body, headers={"Content-Type": rendered.content_type})
-    for name, value in headers_from_metadata(result.header_metadata, trailers):
-        response.headers.add(name, value)
-    return response
+    headers = [("Content-Type", rendered.content_type)]
+    headers += headers_from_metadata(result.header_metadata)
+    trailers = headers_from_metadata((), result.trailing_metadata)
+    if not trailers:  # a plain answer, with its Content-Length (and gzip by the middleware)
+        response = web.Response(body=rendered.body)
+        for name, value in headers:
+            response.headers.add(name, value)
+        return response
+    return TrailerResponse(
+        body=rendered.body,
+        headers=headers,
+        trailers=trailers,
+        always=state.options.always_send_trailers,
+    )
 
 
 def _match(routes: RouteTable, http_method: str, path: str) -> RouteMatch:
@@ -320,7 +383,7 @@ def error_response(
     exc: BaseException, state: GatewayState, status: RpcStatus | None = None
 ) -> web.Response:
     """The one renderer of errors: status from `errors` (unless given), body in the configured
-    style."""
+    style; a failed call's metadata as `Grpc-Metadata-*` headers and trailers (T61)."""
     if status is None:
         status = status_from_exception(exc)
     options = state.options
@@ -330,9 +393,23 @@ def error_response(
         state.pool,
         use_proto_field_names=options.use_proto_field_names,
     )
-    response = web.Response(
-        status=http_status_of(exc, status), body=body, content_type=JSON_CONTENT_TYPE
-    )
+    headers, trailers = [("Content-Type", JSON_CONTENT_TYPE)], []
+    if isinstance(exc, RpcStatusError):
+        headers += headers_from_metadata(exc.header_metadata)
+        trailers = headers_from_metadata((), exc.trailing_metadata)
+    response: web.Response
+    if trailers:
+        response = TrailerResponse(
+            status=http_status_of(exc, status),
+            body=body,
+            headers=headers,
+            trailers=trailers,
+            always=options.always_send_trailers,
+        )
+    else:
+        response = web.Response(status=http_status_of(exc, status), body=body)
+        for name, value in headers:
+            response.headers.add(name, value)
     if isinstance(exc, TranscodeError):
         response.headers.update(exc.headers)
     return response

@@ -73,7 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "a FileDescriptorSet file instead of reflection",
         type=optional(Path),
     )
-    add_switch(parser, env, "--strict", "answer 400 for unknown query parameters and fields")
+    add_switch(
+        parser,
+        env,
+        "--strict",
+        "answer 400 for unknown query parameters and fields; refuse to start on an HTTP binding "
+        "that is invalid or bound twice (else it is skipped with a warning)",
+    )
     add_flag(
         parser,
         env,

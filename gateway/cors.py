@@ -11,6 +11,9 @@ origins only:
   refuses the call;
 - any other request from a listed origin gets `Access-Control-Allow-Origin` and
   `Access-Control-Expose-Headers` on its response, errors included;
+- the preflight allows whatever headers it asks for, so the ones gRPC-Web and Connect clients
+  send (`X-Grpc-Web`, `X-User-Agent`, `Grpc-Timeout`, `Connect-Protocol-Version`,
+  `Connect-Timeout-Ms`, ...) pass, and the headers those clients read are exposed (T86);
 - every response says `Vary: Origin`. Credentials (cookies) are not allowed.
 
 `cors_headers` is the pure decision; `install_cors` applies it to an app.
@@ -27,7 +30,21 @@ from taskgate.gateway.encoding import vary_with
 MAX_AGE_SECONDS = "600"
 #: methods a preflight may ask for; anything else is not answered.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
-EXPOSED = "Grpc-Metadata-Content-Type"
+#: response headers a page may read: REST's, and what gRPC-Web and Connect clients read (T86).
+EXPOSED = ", ".join(
+    (
+        "Grpc-Metadata-Content-Type",
+        "Grpc-Status",
+        "Grpc-Message",
+        "Grpc-Status-Details-Bin",
+        "Grpc-Encoding",
+        "Grpc-Accept-Encoding",
+        "Connect-Content-Encoding",
+        "Connect-Accept-Encoding",
+        "Content-Encoding",
+        "X-Request-Id",
+    )
+)
 
 
 def cors_headers(

@@ -6,20 +6,21 @@ Owns building a fresh `DescriptorPool` from what the upstream sends. It does not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
+from google.protobuf import any_pb2, descriptor, descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection_pb2
 
 from taskgate.gateway.openapi import comments_from_files
-from taskgate.gateway.upstream import describe_unreachable
+from taskgate.gateway.upstream import describe_unreachable, unreachable_is_lasting
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,14 @@ SKIPPED_SERVICE_PREFIXES = ("grpc.reflection.", "grpc.health.v1.Health")
 
 
 class DiscoveryError(Exception):
-    """The upstream's services could not be found; the message says why, for the operator."""
+    """The upstream's services could not be found; the message says why, for the operator.
+
+    `retryable`: the upstream is not there (yet), or did not answer; asking again later may work
+    (docs/decisions.md T73). Otherwise it answered, and what it said will not change by waiting."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,7 @@ async def discover_services(
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 log.debug("%s does not serve %s", upstream, method)
                 continue
-            raise DiscoveryError(_rpc_failure(upstream, exc)) from None
+            raise DiscoveryError(_rpc_failure(upstream, exc), retryable=_retryable(exc)) from None
         return _build(files.values(), names=names)
     raise DiscoveryError(
         f"{upstream} does not serve gRPC server reflection (grpc.reflection.v1 or v1alpha); "
@@ -238,6 +246,26 @@ def _prefix(package: str) -> str:
     return f"{package}." if package else ""
 
 
+#: Codes of a reflection call that say the upstream is not (yet) able to answer.
+_RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
+def _retryable(exc: grpc.aio.AioRpcError) -> bool:
+    if exc.code() not in _RETRYABLE_CODES:
+        return False
+    return not unreachable_is_lasting(exc.details() or "")
+
+
 def _rpc_failure(upstream: str, exc: grpc.aio.AioRpcError) -> str:
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         details = exc.details() or ""
@@ -245,3 +273,114 @@ def _rpc_failure(upstream: str, exc: grpc.aio.AioRpcError) -> str:
     if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"{upstream} did not answer server reflection in time"
     return f"server reflection on {upstream} failed: {exc.code().name}: {exc.details()}"
+
+
+#: Unknown type names remembered (the upstream could not describe them), at most this many.
+MAX_UNKNOWN_DETAIL_TYPES = 256
+#: Seconds the upstream's reflection has to describe one detail type.
+DETAIL_TYPE_TIMEOUT = 2.0
+
+
+class DetailTypes:
+    """Error-detail types the gateway's pool lacks, found through the upstream's reflection.
+
+    An upstream's error may carry a detail whose type no served method mentions (`api.Error`
+    beside task.proto, which does not import it), so discovery never fetched its file. Before
+    such an error is rendered, `resolve` asks reflection for the file defining the type
+    (`file_containing_symbol`) and adds it, with its missing imports, to `pool`: the renderer
+    then finds it there (docs/decisions.md T74). A type the upstream cannot describe is
+    remembered (at most MAX_UNKNOWN_DETAIL_TYPES) and rendered as base64 from then on; a type
+    found is in the pool for good. A failed reflection call is not remembered.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        pool: descriptor_pool.DescriptorPool,
+        *,
+        timeout: float = DETAIL_TYPE_TIMEOUT,
+    ) -> None:
+        self._channel = channel
+        self.pool = pool
+        self._timeout = timeout
+        self._unknown: dict[str, None] = {}
+        self._lock = asyncio.Lock()
+
+    async def resolve(self, details: Sequence[any_pb2.Any]) -> None:
+        """Add the types of `details` the pools do not know, where the upstream describes them."""
+        names = [d.TypeName() for d in details]
+        wanted = [n for n in dict.fromkeys(names) if n and not self._known(n)]
+        if not wanted:
+            return
+        async with self._lock:  # one lookup at a time; a second error waits and finds it known
+            for name in wanted:
+                if not self._known(name):
+                    await self._fetch(name)
+
+    def _known(self, name: str) -> bool:
+        if name in self._unknown:
+            return True
+        for pool in (self.pool, descriptor_pool.Default()):
+            try:
+                pool.FindMessageTypeByName(name)
+            except KeyError:
+                continue
+            return True
+        return False
+
+    async def _fetch(self, name: str) -> None:
+        deadline = time.monotonic() + self._timeout
+        for method in REFLECTION_METHODS:
+            reflection = _Reflection(self._channel, method, deadline)
+            try:
+                response = await reflection.ask(file_containing_symbol=name)
+                if response.HasField("error_response"):
+                    break
+                files: _Files = {}
+                _take(files, response, name)
+                await self._fetch_imports(reflection, files)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    continue
+                log.debug("could not ask for detail type %s: %s", name, exc.code().name)
+                return  # not remembered: the next error asks again
+            except DiscoveryError as error:
+                log.info("cannot use detail type %s: %s", name, error)
+                break
+            try:
+                _add_missing(self.pool, files)
+                self.pool.FindMessageTypeByName(name)
+            except (DiscoveryError, KeyError) as error:
+                log.info("cannot use detail type %s: %s", name, error)
+                break
+            log.info("added error detail type %s from the upstream", name)
+            return
+        self._remember_unknown(name)
+
+    async def _fetch_imports(self, reflection: _Reflection, files: _Files) -> None:
+        while missing := [f for f in _missing_dependencies(files) if not _in_pool(self.pool, f)]:
+            for filename in missing:
+                response = await reflection.ask(file_by_filename=filename)
+                if not _take(files, response, filename, required=False):
+                    files[filename] = _default_pool_copy(filename)
+
+    def _remember_unknown(self, name: str) -> None:
+        if len(self._unknown) >= MAX_UNKNOWN_DETAIL_TYPES:
+            del self._unknown[next(iter(self._unknown))]  # the oldest goes
+        self._unknown[name] = None
+
+
+def _in_pool(pool: descriptor_pool.DescriptorPool, filename: str) -> bool:
+    try:
+        pool.FindFileByName(filename)
+    except KeyError:
+        return False
+    return True
+
+
+def _add_missing(pool: descriptor_pool.DescriptorPool, files: _Files) -> None:
+    """Add those of `files` the pool lacks, each after its imports."""
+    named = {*files, *(dep for proto in files.values() for dep in proto.dependency)}
+    added = {name for name in named if _in_pool(pool, name)}
+    for name in sorted(files):
+        _add_in_order(pool, files, name, added)

@@ -55,7 +55,9 @@ class TranscodeError(RpcStatusError):
     is made, or an upstream's malformed reply.
 
     `http_status` overrides the code's usual status (404/405/413 for routing and size, 502 for
-    an upstream's garbage), and `headers` are added to the response (`Allow` on a 405).
+    an upstream's garbage, 431 for metadata it refuses: docs/decisions.md T71, T72), and
+    `headers` are added to the response (`Allow` on a 405). `details` are the upstream's, when
+    the failure is its.
     """
 
     def __init__(
@@ -65,8 +67,9 @@ class TranscodeError(RpcStatusError):
         *,
         http_status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        details: tuple[any_pb2.Any, ...] = (),
     ) -> None:
-        super().__init__(RpcStatus(code, message))
+        super().__init__(RpcStatus(code, message, details))
         self.http_status = http_status
         self.headers: Mapping[str, str] = headers or {}
 

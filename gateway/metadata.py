@@ -1,8 +1,14 @@
 """HTTP headers to gRPC metadata and back, and `Grpc-Timeout`. Pure.
 
-Forwarded (grpc-gateway's default matcher; docs/decisions.md T42, T43): `authorization`,
+Forwarded (grpc-gateway's default matcher; docs/decisions.md T42, T43, T50): `authorization`,
 `grpc-metadata-<key>` with the prefix stripped (`-bin` values base64-decoded), and the options'
-allow-list (KFP: `kubeflow-userid`). Keys are lower-cased; non-ASCII values are dropped.
+allow-list (KFP: `kubeflow-userid`). Keys are lower-cased; non-ASCII values are dropped. Like
+grpc-gateway, the IANA permanent request headers also go as `grpcgateway-<name>`, and
+`x-forwarded-host` / `x-forwarded-for` say where the call came from; these keys are the
+gateway's own, so a client cannot set them through `Grpc-Metadata-*`.
+
+`Grpc-Timeout` takes gRPC's full range (8 digits of hours), clamped to MAX_TIMEOUT_SECONDS: a
+longer deadline overflows gRPC's own clock (T44).
 """
 
 from __future__ import annotations
@@ -24,17 +30,57 @@ _SECONDS_PER_UNIT = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n"
 _VALID_KEY = re.compile(r"[0-9a-z_.\-]+")
 #: keys gRPC itself owns; a client must not set them through `Grpc-Metadata-*`.
 _RESERVED_KEYS = frozenset({"content-type", "te", "user-agent", "host"})
+#: metadata the gateway computes itself (T50); `Grpc-Metadata-*` may not supply them.
+PERMANENT_HEADER_PREFIX = "grpcgateway-"
+FORWARDED_HOST_KEY = "x-forwarded-host"
+FORWARDED_FOR_KEY = "x-forwarded-for"
+_GATEWAY_KEYS = frozenset({FORWARDED_HOST_KEY, FORWARDED_FOR_KEY})
+#: grpc-gateway's `isPermanentHTTPHeader` list (IANA's permanent message headers), lower-case.
+#: `host` is on it, but Go's net/http moves Host out of the header map, so grpc-gateway never
+#: forwards it as `grpcgateway-host`; it reaches the upstream as `x-forwarded-host` instead.
+PERMANENT_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-charset",
+        "accept-language",
+        "accept-ranges",
+        "authorization",
+        "cache-control",
+        "content-type",
+        "cookie",
+        "date",
+        "expect",
+        "from",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-schedule-tag-match",
+        "if-unmodified-since",
+        "max-forwards",
+        "origin",
+        "pragma",
+        "referer",
+        "user-agent",
+        "via",
+        "warning",
+    }
+)
+#: The longest deadline a call gets: 100 years. gRPC's 8 digits of hours (~11,400 years) would
+#: overflow the nanosecond clock of gRPC's C core (~292 years), which then expires the call at
+#: once; grpc-go clamps the same way. Any longer timeout is, to a caller, no deadline at all.
+MAX_TIMEOUT_SECONDS = 100 * 365 * 24 * 3600.0
 
 
 def parse_grpc_timeout(text: str) -> float:
-    """`Grpc-Timeout` in seconds: `"100m"` is 0.1, `"5S"` is 5.0; TranscodeError if malformed."""
+    """`Grpc-Timeout` in seconds: `"100m"` is 0.1, `"5S"` is 5.0, at most MAX_TIMEOUT_SECONDS;
+    TranscodeError if malformed."""
     found = _TIMEOUT.fullmatch(text.strip())
     if found is None:
         raise TranscodeError.invalid(
             f'invalid Grpc-Timeout header "{text}": expected up to 8 digits and a unit '
             "(H, M, S, m, u or n)"
         )
-    return int(found.group(1)) * _SECONDS_PER_UNIT[found.group(2)]
+    return min(int(found.group(1)) * _SECONDS_PER_UNIT[found.group(2)], MAX_TIMEOUT_SECONDS)
 
 
 def metadata_from_headers(
@@ -46,7 +92,7 @@ def metadata_from_headers(
         key = name.lower()
         if key.startswith(METADATA_HEADER_PREFIX):
             key = key[len(METADATA_HEADER_PREFIX) :]
-            if not _VALID_KEY.fullmatch(key) or key.startswith("grpc-") or key in _RESERVED_KEYS:
+            if not _VALID_KEY.fullmatch(key) or _is_reserved(key):
                 continue
         elif key != "authorization" and key not in options.forwarded_headers:
             continue
@@ -57,15 +103,65 @@ def metadata_from_headers(
     return metadata
 
 
+def _is_reserved(key: str) -> bool:
+    return (
+        key.startswith(("grpc-", PERMANENT_HEADER_PREFIX))
+        or key in _RESERVED_KEYS
+        or key in _GATEWAY_KEYS
+    )
+
+
+def gateway_metadata(
+    headers: Iterable[tuple[str, str]], remote: str | None
+) -> list[tuple[str, str | bytes]]:
+    """What grpc-gateway adds on its own (T50): `grpcgateway-<name>` for each permanent header,
+    then `x-forwarded-host` (the first X-Forwarded-Host, else Host) and `x-forwarded-for` (every
+    X-Forwarded-For value, then `remote`, the client's address, joined with ", ")."""
+    metadata: list[tuple[str, str | bytes]] = []
+    forwarded_hosts: list[str] = []
+    hosts: list[str] = []
+    forwarded_for: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if not _is_printable(value):
+            continue  # gRPC metadata text is printable ASCII
+        if key in PERMANENT_HEADERS:
+            metadata.append((PERMANENT_HEADER_PREFIX + key, value))
+        elif key == FORWARDED_HOST_KEY:
+            forwarded_hosts.append(value)
+        elif key == "host":
+            hosts.append(value)
+        elif key == FORWARDED_FOR_KEY:
+            forwarded_for.append(value)
+    host = next((h for h in (*forwarded_hosts[:1], *hosts[:1]) if h), None)
+    if host is not None:
+        metadata.append((FORWARDED_HOST_KEY, host))
+    if remote and _is_printable(remote):
+        forwarded_for.append(remote)
+    if forwarded_for:
+        metadata.append((FORWARDED_FOR_KEY, ", ".join(forwarded_for)))
+    return metadata
+
+
 def call_options_from_headers(
-    headers: Mapping[str, str], options: GatewayOptions, *, streaming: bool = False
+    headers: Mapping[str, str],
+    options: GatewayOptions,
+    *,
+    streaming: bool = False,
+    remote: str | None = None,
 ) -> CallOptions:
     """Metadata and deadline for one call; the header wins over `options.default_timeout`,
-    which applies to unary calls only (a stream may rightly run for as long as it likes)."""
+    which applies to unary calls only (a stream may rightly run for as long as it likes).
+    `remote` is the client's address, for `x-forwarded-for`."""
     timeout_text = headers.get(TIMEOUT_HEADER)
     default = None if streaming else options.default_timeout
     timeout = default if timeout_text is None else parse_grpc_timeout(timeout_text)
-    metadata = tuple(metadata_from_headers(headers.items(), options))
+    if timeout is not None:  # `--timeout` may be as large as any float
+        timeout = min(timeout, MAX_TIMEOUT_SECONDS)
+    metadata = (
+        *metadata_from_headers(headers.items(), options),
+        *gateway_metadata(headers.items(), remote),
+    )
     return CallOptions(metadata=metadata, timeout=timeout)
 
 
@@ -94,6 +190,10 @@ def _text(value: str | bytes) -> str:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     return value
+
+
+def _is_printable(value: str) -> bool:
+    return all(" " <= char <= "~" for char in value)
 
 
 def _is_header_safe(value: str) -> bool:

@@ -45,6 +45,9 @@ class GatewayOptions:
     max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
     #: seconds a request body may take to arrive; a slower one is refused with 408.
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    #: send trailing metadata as HTTP trailers (`Grpc-Trailer-*`) even without `TE: trailers`,
+    #: as KFP's grpc-gateway does (docs/decisions.md T60).
+    always_send_trailers: bool = False
 
     def __post_init__(self) -> None:
         if self.error_style not in ("kfp", "status"):
@@ -69,6 +72,7 @@ class GatewayOptions:
             strict=False,
             error_style="kfp",
             forwarded_headers=KFP_FORWARDED_HEADERS,
+            always_send_trailers=True,
         )
         return replace(preset, **overrides)
 

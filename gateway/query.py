@@ -2,7 +2,9 @@
 
 `?a.b=1&tags=x&tags=y&labels[k]=v`: each name is a dotted field path (proto or JSON names per
 segment), a repeated field takes one value per repetition, and a map takes `name[key]=value`.
-Unknown names are ignored, or in strict mode answered with 400 naming them.
+Unknown names are ignored, or in strict mode answered with 400 naming them. A singular field
+given more than once is 400 naming it in every mode (T23): silently keeping one of the values
+would hide a client's mistake, and grpc-gateway v2 refuses it too.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def apply_query(
             )
         return  # T17
     oneofs: dict[tuple[tuple[str, ...], str], str] = {}
+    singular: dict[tuple[str, ...], str] = {}
     for name, values in params.items():
         try:
             fields, key = _resolve(cast(descriptor.Descriptor, request.DESCRIPTOR), name, index)
@@ -80,8 +83,9 @@ def apply_query(
             continue  # T27
         if _is_bound(fields, bindings, name):
             continue
-        values = _values_for(name, fields[-1], key, values, bindings.strict)
+        values = _values_for(name, fields[-1], key, values)
         _check_oneof(oneofs, name, fields)
+        _check_singular(singular, name, fields, key)
         holder = descend(request, fields)
         for value in values:
             _set(holder, fields[-1], key, name, value)
@@ -123,9 +127,7 @@ def _is_bound(fields: Sequence[FieldDescriptor], bindings: QueryBindings, name: 
     return True  # T18: ignored
 
 
-def _values_for(
-    name: str, field: FieldDescriptor, key: str | None, values: list[str], strict: bool
-) -> list[str]:
+def _values_for(name: str, field: FieldDescriptor, key: str | None, values: list[str]) -> list[str]:
     if is_map(field):
         if key is None:
             raise TranscodeError.invalid(
@@ -141,11 +143,26 @@ def _values_for(
         raise TranscodeError.invalid(
             f'query parameter "{name}" names a message: set its fields as "{name}.<field>"'
         )
-    if len(values) > 1 and not field.is_repeated:
-        if strict:
-            raise TranscodeError.invalid(f'query parameter "{name}" is given more than once')
-        return values[:1]  # KFP (grpc-gateway v1) uses the first value
+    if len(values) > 1 and (key is not None or not field.is_repeated):
+        raise TranscodeError.invalid(f'query parameter "{name}" is given more than once')
     return values
+
+
+def _check_singular(
+    seen: dict[tuple[str, ...], str],
+    name: str,
+    fields: Sequence[FieldDescriptor],
+    key: str | None,
+) -> None:
+    """T23: one singular field (or map entry) named twice, by its proto and its JSON name."""
+    if fields[-1].is_repeated and key is None:
+        return
+    slot = (*(f.name for f in fields), *((f"[{key}]",) if key is not None else ()))
+    other = seen.setdefault(slot, name)
+    if other != name:
+        raise TranscodeError.invalid(
+            f'query parameters "{other}" and "{name}" both set "{".".join(slot[: len(fields)])}"'
+        )
 
 
 def _check_oneof(

@@ -1,7 +1,9 @@
 """Build the request message of a matched route from the body, the path and the query. Pure.
 
 Order (docs/decisions.md T16-T19, T29-T30): the body first, then path variables (the path
-wins over the body), then query parameters for the fields neither of them binds.
+wins over the body), then query parameters for the fields neither of them binds. A path
+variable naming a repeated field takes the decoded segment split on commas, as grpc-gateway
+v2 does (T51).
 """
 
 from __future__ import annotations
@@ -105,19 +107,38 @@ def _apply_path_variable(
     except PathDecodeError as exc:
         raise TranscodeError.invalid(f'invalid path variable "{variable.name}": {exc}') from None
     leaf = fields[-1]
-    try:
-        value = parse_text(leaf, text)
-    except ValueError:
-        raise TranscodeError.invalid(
-            f'invalid value "{text}" for path variable "{variable.name}": '
-            f"expected {expected_value(leaf)}"
-        ) from None
+    if leaf.is_repeated:
+        _apply_repeated_path_variable(request, variable, fields, text)
+        return
+    value = _parse_path_value(variable, leaf, text)
     holder = descend(request, fields)
     if options.strict and _body_covers(route, fields) and _conflicts(holder, leaf, value):
         raise TranscodeError.invalid(
             f'the body sets "{variable.name}" to a value other than the path\'s'
         )
     setattr(holder, leaf.name, value)  # T19: the path wins
+
+
+def _apply_repeated_path_variable(
+    request: Message, variable: Variable, fields: tuple[FieldDescriptor, ...], text: str
+) -> None:
+    """T51: `1,2,3` into a repeated field, each element parsed by type; the path's values
+    replace any the body gave."""
+    leaf = fields[-1]
+    values = [_parse_path_value(variable, leaf, element) for element in text.split(",")]
+    container: Any = getattr(descend(request, fields), leaf.name)
+    del container[:]
+    container.extend(values)
+
+
+def _parse_path_value(variable: Variable, leaf: FieldDescriptor, text: str) -> Any:
+    try:
+        return parse_text(leaf, text)
+    except ValueError:
+        raise TranscodeError.invalid(
+            f'invalid value "{text}" for path variable "{variable.name}": '
+            f"expected {expected_value(leaf)}"
+        ) from None
 
 
 def _body_covers(route: Route, fields: tuple[FieldDescriptor, ...]) -> bool:

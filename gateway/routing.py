@@ -2,6 +2,10 @@
 
 A trie over raw (still percent-encoded) path segments, tried literal before `*` before `**` with
 backtracking, so precedence never depends on declaration order (docs/decisions.md T12-T15).
+
+One bad binding in an upstream must not take down every other route (T51): unless `strict`, a
+binding http.proto forbids is skipped and a second binding of one method and template loses to
+the first, each with a warning; `strict` refuses the whole table with RouteConfigError.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class Route:
     #: the fields of the request and of every message in it, by proto or JSON name; shared by
     #: the routes of one table and gone with it.
     field_index: FieldIndex
+    #: the request is a stream (client-streaming or bidirectional; T5: NDJSON lines).
+    client_streaming: bool = False
 
     @property
     def pool(self) -> descriptor_pool.DescriptorPool:
@@ -125,6 +131,8 @@ class RouteTable:
         self,
         routes: Iterable[Route],
         methods: Iterable[descriptor.MethodDescriptor] = (),
+        *,
+        strict: bool = False,
     ) -> None:
         self.routes: tuple[Route, ...] = tuple(routes)
         #: every method of the services, annotated or not, by "/pkg.Service/Method" (what
@@ -136,19 +144,27 @@ class RouteTable:
         self._verbs: frozenset[str] = frozenset(
             r.template.verb for r in self.routes if r.template.verb is not None
         )
-        for route in self.routes:
-            self._insert(route)
+        #: T51: a duplicate binding is served by the first route only.
+        self.routes = tuple(route for route in self.routes if self._insert(route, strict=strict))
 
     @classmethod
-    def from_services(cls, services: Iterable[descriptor.ServiceDescriptor]) -> RouteTable:
-        """Routes for every annotated unary or server-streaming method; RouteConfigError if bad."""
+    def from_services(
+        cls, services: Iterable[descriptor.ServiceDescriptor], *, strict: bool = False
+    ) -> RouteTable:
+        """Routes for every annotated method. A bad binding is skipped with a warning, or
+        with `strict` raises RouteConfigError (T51)."""
         services = tuple(services)
         index = FieldIndex(method.input_type for s in services for method in s.methods)
         routes: list[Route] = []
         for service in services:
             for method in service.methods:
-                routes.extend(_routes_for(method, index))
-        return cls(routes, (method for s in services for method in s.methods))
+                try:
+                    routes.extend(_routes_for(method, index))
+                except RouteConfigError as error:
+                    if strict:
+                        raise
+                    routes.extend(_good_routes_for(method, index, error))
+        return cls(routes, (method for s in services for method in s.methods), strict=strict)
 
     def match(self, http_method: str, raw_path: str) -> RouteMatch | NoRoute | MethodNotAllowed:
         """The route for `raw_path` (still percent-encoded; a query string is ignored)."""
@@ -174,7 +190,8 @@ class RouteTable:
             yield [*segments[:-1], head], verb
         yield segments, None
 
-    def _insert(self, route: Route) -> None:
+    def _insert(self, route: Route, *, strict: bool) -> bool:
+        """Add `route`; False if an earlier route has its method and template (T51)."""
         node = self._root
         for segment in route.template.segments:
             if segment.kind is SegmentKind.LITERAL:
@@ -188,11 +205,16 @@ class RouteTable:
         table = node.tables.setdefault(route.template.verb, {})
         clash = table.get(route.http_method)
         if clash is not None:
-            raise RouteConfigError(
+            message = (
                 f"{route.http_method} {route.template.text} ({route.method.full_name}) "
                 f"duplicates {clash.template.text} ({clash.method.full_name})"
             )
+            if strict:
+                raise RouteConfigError(message)
+            log.warning("skipping a binding: %s, which is served", message)
+            return False
         table[route.http_method] = route
+        return True
 
 
 def _candidates(node: _Node, segments: Sequence[str], i: int, verb: str | None) -> Iterator[_Table]:
@@ -236,11 +258,28 @@ def _is_http_body(message: descriptor.Descriptor | None) -> bool:
 
 
 def _routes_for(method: descriptor.MethodDescriptor, index: FieldIndex) -> list[Route]:
-    bindings = http_bindings_for(method)
-    if bindings and method.client_streaming:
-        log.warning("skipping %s: client streaming has no HTTP mapping here", method.full_name)
+    # T5: every annotated method keeps its routes, streaming or not, so that no broader route
+    # of another method answers its URLs; one the gateway cannot serve answers 501 (T62).
+    return [_route(method, binding, index) for binding in http_bindings_for(method)]
+
+
+def _good_routes_for(
+    method: descriptor.MethodDescriptor, index: FieldIndex, error: RouteConfigError
+) -> list[Route]:
+    """T51: the routes of `method`'s sound bindings (what `_routes_for` builds), each bad one
+    skipped with a warning naming it; none when the rule itself cannot be read."""
+    try:
+        bindings = http_bindings_for(method)
+    except RouteConfigError:
+        log.warning("skipping every binding: %s", error)  # the message names the method
         return []
-    return [_route(method, binding, index) for binding in bindings]
+    routes: list[Route] = []
+    for binding in bindings:
+        try:
+            routes.append(_route(method, binding, index))
+        except RouteConfigError as bad:
+            log.warning("skipping a binding: %s", bad)
+    return routes
 
 
 def _route(method: descriptor.MethodDescriptor, binding: HttpBinding, index: FieldIndex) -> Route:
@@ -259,6 +298,7 @@ def _route(method: descriptor.MethodDescriptor, binding: HttpBinding, index: Fie
         request_class=message_factory.GetMessageClass(method.input_type),
         body_field=binding.body or None,
         server_streaming=method.server_streaming,
+        client_streaming=method.client_streaming,
         path_fields=tuple((v, _path_field(method, v, where)) for v in template.variables),
         body_descriptor=body,
         response_body_descriptor=response_body,
@@ -285,9 +325,8 @@ def _path_field(
     except FieldPathError as exc:
         raise RouteConfigError(f"{where}: path variable {variable.name!r}: {exc}") from None
     leaf = fields[-1]
-    if leaf.is_repeated or leaf.message_type is not None:
+    if leaf.message_type is not None:  # a repeated scalar takes comma-separated values (T51)
         raise RouteConfigError(
-            f"{where}: path variable {variable.name!r} must name a non-repeated, "
-            "non-message field (http.proto)"
+            f"{where}: path variable {variable.name!r} must name a non-message field (http.proto)"
         )
     return fields

@@ -3,6 +3,12 @@
 Discovery (reflection, or a descriptor set) → RouteTable → the same aiohttp app `taskgate serve`
 uses, with a GrpcInvoker over one channel to the upstream. Refresh (every `refresh_interval`
 seconds, or on SIGHUP) re-discovers and swaps the routes in place.
+
+An upstream that is not up yet is waited for (`wait_for_upstream`, what the command does;
+docs/decisions.md T73): a sidecar starts before or beside its server, and exiting would only get
+it restarted in a loop. Until discovery succeeds every request but `/livez` and `/metrics` is 503
+UNAVAILABLE naming the upstream. Only what waiting cannot fix ends the process: a bad descriptor
+set, an upstream that answers but without reflection or routes, a route it cannot serve.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 
 from taskgate.command import (
@@ -27,24 +35,36 @@ from taskgate.command import (
     SignalHandlers,
     shutdown_lag,
 )
-from taskgate.gateway.app import create_gateway_app, replace_routes
+from taskgate.gateway.app import LIVE_PATH, METRICS_PATH, create_gateway_app, replace_routes
 from taskgate.gateway.discovery import (
+    DetailTypes,
     DiscoveredServices,
     DiscoveryError,
     discover_services,
     load_descriptor_set,
 )
+from taskgate.gateway.errors import error_body
 from taskgate.gateway.http_rules import RouteConfigError
 from taskgate.gateway.http_server import start_http
+from taskgate.gateway.json_codec import JSON_CONTENT_TYPE
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.routing import RouteTable
 from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
+from taskgate.logs import RateLimitedLog
+from taskgate.rpc import RpcStatus
 from taskgate.tls import ServerTLS, ServerTLSFiles, TLSError, UpstreamTLS
 
 log = logging.getLogger(__name__)
+#: "still waiting for the upstream": one line a minute at most, with a count (T73).
+_waiting = RateLimitedLog(log, 60.0)
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_TIMEOUT_SECONDS = 2.0
+#: Seconds between discovery attempts while the upstream is not up: doubling from the first to
+#: the last (T73).
+FIRST_RETRY_SECONDS = 0.25
+MAX_RETRY_SECONDS = 10.0
+SERVICE_UNAVAILABLE = 503
 
 
 class GatewayStartupError(Exception):
@@ -72,24 +92,37 @@ class StandaloneConfig:
     upstream_tls: UpstreamTLS | None = None
     #: --cors-origin: origins whose pages may call the gateway from a browser (CORS).
     cors_origins: tuple[str, ...] = ()
+    #: an upstream that cannot be reached yet is waited for, every route 503 meanwhile (T73);
+    #: False: a start-up error. The command (`run_gateway`) always waits.
+    wait_for_upstream: bool = False
 
 
 async def run_gateway(config: StandaloneConfig) -> int:
-    """Serve until SIGTERM/SIGINT (SIGHUP refreshes); return the exit code."""
+    """Serve until SIGTERM/SIGINT (SIGHUP refreshes); return the exit code. The command waits
+    for an upstream that is not up yet (T73)."""
+    config = replace(config, wait_for_upstream=True)
     try:
         with SignalHandlers() as signals:
             async with gateway_serving(config) as running:
                 signals.on(signal.SIGHUP, running.request_refresh)
                 if running.tls is not None:
                     signals.on(signal.SIGHUP, running.tls.reload)
-                log.info(
-                    "taskgate gateway ready: REST on %s:%d for %s (%d routes)",
-                    config.host,
-                    running.port,
-                    config.upstream,
-                    len(running.routes.routes),
-                )
-                await signals.stop.wait()
+                if running.ready:
+                    log.info(
+                        "taskgate gateway ready: REST on %s:%d for %s (%d routes)",
+                        config.host,
+                        running.port,
+                        config.upstream,
+                        len(running.routes.routes),
+                    )
+                else:
+                    log.info(
+                        "taskgate gateway listening on %s:%d, waiting for %s",
+                        config.host,
+                        running.port,
+                        config.upstream,
+                    )
+                await running.stopped(signals.stop)
                 lag = shutdown_lag(config.shutdown_grace, config.shutdown_lag)
                 log.info(
                     "shutting down: /healthz 503; accepting calls for %.1fs more, in-flight "
@@ -109,14 +142,34 @@ async def run_gateway(config: StandaloneConfig) -> int:
 class RunningGateway:
     """A started gateway: its port, its current routes, and a way to ask for a refresh."""
 
-    def __init__(self, port: int, routes: RouteTable) -> None:
+    def __init__(self, port: int, routes: RouteTable, readiness: Readiness | None = None) -> None:
         self.port = port
         self.routes = routes
         #: The certificates HTTPS serves (reloaded on SIGHUP); None when plaintext.
         self.tls: ServerTLS | None = None
         #: Set on SIGTERM: /healthz answers 503 from then on.
         self.draining = False
+        self.readiness = readiness if readiness is not None else Readiness(ready=True)
         self._refresh = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the upstream's services have been discovered (T73)."""
+        return self.readiness.ready
+
+    async def stopped(self, stop: asyncio.Event) -> None:
+        """Wait for `stop`; GatewayStartupError if waiting for the upstream ended in a definite
+        error first."""
+        fatal = asyncio.ensure_future(self.readiness.fatal)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((fatal, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not fatal.done():
+                fatal.cancel()
+        if fatal.done() and not fatal.cancelled():
+            raise fatal.result()
 
     def request_refresh(self) -> None:
         self._refresh.set()
@@ -129,6 +182,20 @@ class RunningGateway:
         self._refresh.clear()
 
 
+class Readiness:
+    """Whether the gateway serves its upstream yet; until then, why not (T73)."""
+
+    def __init__(self, *, ready: bool, reason: str = "") -> None:
+        self.ready = ready
+        self.reason = reason
+        #: set to the GatewayStartupError that ends waiting for good (no retry can fix it).
+        self.fatal: asyncio.Future[GatewayStartupError] = asyncio.get_running_loop().create_future()
+
+    def fail(self, error: GatewayStartupError) -> None:
+        if not self.fatal.done():
+            self.fatal.set_result(error)
+
+
 @asynccontextmanager
 async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGateway]:
     """The gateway, started; stopped on exit."""
@@ -139,9 +206,19 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             tls=config.upstream_tls,
         )
         stack.push_async_callback(channel.close)
-        discovered = await _discover(channel, config)
-        routes = _route_table(discovered, config.upstream)
-        invoker = GrpcInvoker(channel, upstream=config.upstream, pool=discovered.pool)
+        try:
+            discovered: DiscoveredServices | None = await _discover(channel, config)
+            readiness = Readiness(ready=True)
+        except _RetryableError as waiting:
+            discovered = None
+            readiness = Readiness(ready=False, reason=str(waiting))
+            _waiting.warning("waiting", "%s; retrying until it answers", waiting)
+        if discovered is not None:
+            routes = _route_table(discovered, config)
+            pool = discovered.pool
+        else:  # T73: nothing to serve yet; the middleware answers 503 until discovery succeeds
+            routes, pool = RouteTable(()), descriptor_pool.DescriptorPool()
+        invoker = _invoker(channel, config, pool)
 
         running: RunningGateway | None = None
 
@@ -155,10 +232,11 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             invoker,
             config.options,
             health=upstream_healthy,
-            descriptor_pool=discovered.pool,
+            descriptor_pool=pool,
             cors_origins=config.cors_origins,
-            comments=discovered.comments,
+            comments=None if discovered is None else discovered.comments,
         )
+        app.middlewares.append(_until_ready(readiness, config))
         tls = _load_tls(config)
         try:
             port = await start_http(
@@ -174,9 +252,9 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             raise GatewayStartupError(
                 f"cannot listen on {config.host}:{config.port}: {error.strerror}"
             ) from None
-        running = RunningGateway(port, routes)
+        running = RunningGateway(port, routes, readiness)
         running.tls = tls
-        refresher = asyncio.create_task(_refresh_forever(app, channel, config, running))
+        refresher = asyncio.create_task(_discover_then_refresh(app, channel, config, running))
         stack.push_async_callback(_cancel, refresher)
         yield running
 
@@ -196,18 +274,126 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+class _RetryableError(GatewayStartupError):
+    """Discovery failed in a way waiting may fix (the upstream is not up yet), and the
+    configuration asks to wait."""
+
+
 async def _discover(channel: grpc.aio.Channel, config: StandaloneConfig) -> DiscoveredServices:
     try:
         if config.descriptor_set is not None:
             return load_descriptor_set(config.descriptor_set)
         return await discover_services(channel, target=config.upstream)
     except DiscoveryError as error:
+        if error.retryable and config.wait_for_upstream:
+            raise _RetryableError(str(error)) from None
         raise GatewayStartupError(str(error)) from None
 
 
-def _route_table(discovered: DiscoveredServices, upstream: str) -> RouteTable:
+def _invoker(
+    channel: grpc.aio.Channel, config: StandaloneConfig, pool: descriptor_pool.DescriptorPool
+) -> GrpcInvoker:
+    """The invoker for routes discovered into `pool`; detail types it lacks are looked up
+    through the upstream's reflection (T74)."""
+    details = DetailTypes(channel, pool)
+    return GrpcInvoker(
+        channel, upstream=config.upstream, pool=pool, resolve_details=details.resolve
+    )
+
+
+def _until_ready(readiness: Readiness, config: StandaloneConfig) -> Middleware:
+    """Middleware: while the upstream has not been discovered, 503 UNAVAILABLE naming it for
+    every request but `/livez` and `/metrics` (T73)."""
+    options = config.options
+
+    @web.middleware
+    async def until_ready(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if readiness.ready or request.path in (LIVE_PATH, METRICS_PATH):
+            return await handler(request)
+        status = RpcStatus(
+            grpc.StatusCode.UNAVAILABLE,
+            f"upstream {config.upstream} is not ready: {readiness.reason}",
+        )
+        body = error_body(
+            status, options.error_style, use_proto_field_names=options.use_proto_field_names
+        )
+        return web.Response(
+            status=SERVICE_UNAVAILABLE,
+            body=body,
+            content_type=JSON_CONTENT_TYPE,
+            headers={"Retry-After": "1"},
+        )
+
+    return until_ready
+
+
+async def _discover_then_refresh(
+    app: web.Application,
+    channel: grpc.aio.Channel,
+    config: StandaloneConfig,
+    running: RunningGateway,
+) -> None:
+    if not running.ready:
+        try:
+            await _wait_for_upstream(app, channel, config, running)
+        except GatewayStartupError as error:
+            log.error("giving up on upstream %s: %s", config.upstream, error)
+            running.readiness.fail(error)
+            return
+    await _refresh_forever(app, channel, config, running)
+
+
+async def _wait_for_upstream(
+    app: web.Application,
+    channel: grpc.aio.Channel,
+    config: StandaloneConfig,
+    running: RunningGateway,
+) -> None:
+    """Discover until it works (T73): retries back off from FIRST_RETRY_SECONDS to
+    MAX_RETRY_SECONDS; GatewayStartupError once the upstream answers in a way that waiting
+    cannot fix."""
+    delay = FIRST_RETRY_SECONDS
+    attempts = 1
+    while True:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_RETRY_SECONDS)
+        attempts += 1
+        try:
+            discovered = await _discover(channel, config)
+        except _RetryableError as waiting:
+            running.readiness.reason = str(waiting)
+            _waiting.warning("waiting", "still waiting (%d attempts): %s", attempts, waiting)
+            continue
+        except GatewayStartupError:
+            raise
+        except Exception:  # a bug must not leave the gateway waiting for good without a word
+            log.exception("discovery failed; retrying")
+            continue
+        routes = _route_table(discovered, config)
+        replace_routes(
+            app,
+            routes,
+            _invoker(channel, config, discovered.pool),
+            discovered.pool,
+            comments=discovered.comments,
+        )
+        running.routes = routes
+        running.readiness.ready = True
+        log.info(
+            "upstream %s is up after %d attempts: serving %d routes",
+            config.upstream,
+            attempts,
+            len(routes.routes),
+        )
+        return
+
+
+def _route_table(discovered: DiscoveredServices, config: StandaloneConfig) -> RouteTable:
+    """The upstream's routes; a bad binding is skipped with a warning, or under --strict
+    refuses them all (docs/decisions.md T51)."""
+    upstream = config.upstream
     try:
-        routes = RouteTable.from_services(discovered.services)
+        routes = RouteTable.from_services(discovered.services, strict=config.options.strict)
     except RouteConfigError as error:
         raise GatewayStartupError(f"{upstream}: {error}") from None
     if not routes.routes:
@@ -229,7 +415,7 @@ async def _refresh_forever(
         await running.refresh_requested(config.refresh_interval)
         try:
             discovered = await _discover(channel, config)
-            routes = _route_table(discovered, config.upstream)
+            routes = _route_table(discovered, config)
         except GatewayStartupError as error:
             log.warning("refresh failed, keeping the current routes: %s", error)
             continue
@@ -239,7 +425,7 @@ async def _refresh_forever(
         replace_routes(
             app,
             routes,
-            GrpcInvoker(channel, upstream=config.upstream, pool=discovered.pool),
+            _invoker(channel, config, discovered.pool),
             discovered.pool,
             comments=discovered.comments,
         )

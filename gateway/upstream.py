@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import grpc
@@ -20,11 +21,12 @@ from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from taskgate import tracing
 from taskgate.gateway.errors import TranscodeError
-from taskgate.gateway.invoker import UnaryResult
+from taskgate.gateway.invoker import ResponseStream, UnaryResult
 from taskgate.rpc import (
     MAX_MESSAGE_BYTES,
     STATUS_DETAILS_KEY,
     CallOptions,
+    Metadata,
     RpcStatus,
     RpcStatusError,
 )
@@ -34,11 +36,16 @@ log = logging.getLogger(__name__)
 
 BAD_GATEWAY = 502
 
+#: Milliseconds a connection attempt may take, TCP and TLS and HTTP/2 handshakes included
+#: (grpc's default is 20 s): an upstream that accepts and then says nothing is a 504 this soon
+#: even for a call without a deadline (docs/decisions.md T70).
+CONNECT_TIMEOUT_MS = 5000
 #: Keepalive stays off (grpc's client default); reconnect quickly once the upstream is back.
 #: The message size limits (--max-message-bytes) are added by `open_upstream_channel`.
 CHANNEL_OPTIONS: Final[Sequence[tuple[str, int]]] = (
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 5000),
+    ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),  # grpc's name for the connect timeout
 )
 #: How grpc-core words "no connection" (as opposed to an UNAVAILABLE the service chose to send).
 _TRANSPORT_PREFIXES: Final = (
@@ -49,8 +56,30 @@ _TRANSPORT_PREFIXES: Final = (
     "connection reset",
     "connections to all backends failing",
 )
+#: grpc-core's words (lower-cased) for a peer that accepts TCP but never sends its SETTINGS frame,
+#: and for one that answers with something other than HTTP/2 (docs/decisions.md T70, T71).
+_HANDSHAKE_TIMEOUT: Final = "before receiving settings frame"
+_HTTP1_PEER: Final = "trying to connect an http1.x server"
+_NOT_HTTP2: Final = "failed parsing http/2"
+#: grpc-core's words when the upstream refuses the request's metadata (T72).
+_METADATA_TOO_LARGE: Final = "received metadata size exceeds"
+#: Connection failures where the upstream answered but cannot be used as configured: waiting
+#: for it will not help (docs/decisions.md T73).
+_LASTING_PHRASES: Final = (
+    _HTTP1_PEER,
+    _NOT_HTTP2,
+    "certificate_verify_failed",
+    "hostname verification",
+    "peer name",
+    "handshake",
+)
+REQUEST_HEADER_FIELDS_TOO_LARGE = 431
+
 #: Plain words for the operator, by a phrase of grpc-core's text; the first match wins.
 _TRANSPORT_REASONS: Final = (
+    (_HANDSHAKE_TIMEOUT, "it accepted the connection but never completed the HTTP/2 handshake"),
+    (_HTTP1_PEER, "it answered with HTTP/1.x, not gRPC"),
+    (_NOT_HTTP2, "it does not speak HTTP/2 (gRPC)"),
     ("certificate_verify_failed", "TLS handshake failed: its certificate is not trusted"),
     ("hostname verification", "TLS handshake failed: its certificate does not name it"),
     ("peer name", "TLS handshake failed: its certificate does not name it"),
@@ -100,12 +129,67 @@ def describe_unreachable(details: str) -> str | None:
     )
 
 
+def unreachable_is_lasting(details: str) -> bool:
+    """Whether a grpc-core connection failure says the upstream answered but cannot be used as
+    configured (its TLS certificate, or not HTTP/2 at all), rather than "not there (yet)"."""
+    lowered = details.lower()
+    return lowered.startswith(_TRANSPORT_PREFIXES) and any(
+        phrase in lowered for phrase in _LASTING_PHRASES
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFailure:
+    """What a failed upstream call becomes: its code, message and, where the code's usual HTTP
+    status would mislead, its own (None: the code.proto table)."""
+
+    code: grpc.StatusCode
+    message: str
+    http_status: int | None = None
+
+
+def classify_failure(code: grpc.StatusCode, details: str, upstream: str) -> UpstreamFailure:
+    """The failure a client sees for grpc's (code, details) of a call on `upstream`
+    (docs/decisions.md T70–T72): grpc-core's transport text becomes plain words naming it."""
+    lowered = details.lower()
+    if code == grpc.StatusCode.UNAVAILABLE and (reason := describe_unreachable(details)):
+        if _HANDSHAKE_TIMEOUT in lowered:  # T70: no answer in time is a gateway timeout
+            return UpstreamFailure(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"upstream {upstream} did not answer: {reason}"
+            )
+        if _HTTP1_PEER in lowered or _NOT_HTTP2 in lowered:  # T71: it answered, in garbage
+            return UpstreamFailure(
+                grpc.StatusCode.INTERNAL,
+                f"upstream {upstream} is not a gRPC server: {reason}",
+                BAD_GATEWAY,
+            )
+        return UpstreamFailure(code, f"upstream {upstream} is unavailable: {reason}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _METADATA_TOO_LARGE in lowered:
+        return UpstreamFailure(  # T72
+            code,
+            f"upstream {upstream} refused the request's metadata as too large; send fewer or "
+            "smaller Authorization and Grpc-Metadata-* headers",
+            REQUEST_HEADER_FIELDS_TOO_LARGE,
+        )
+    return UpstreamFailure(code, details)
+
+
 def status_from_rpc_error(exc: grpc.aio.AioRpcError, upstream: str) -> RpcStatus:
     """The RpcStatus of a failed call, with details decoded from grpc-status-details-bin."""
-    code, message = exc.code(), exc.details() or ""
-    if code == grpc.StatusCode.UNAVAILABLE and (reason := describe_unreachable(message)):
-        message = f"upstream {upstream} is unavailable: {reason}"
-    return RpcStatus(code, message, _status_details(exc.trailing_metadata()))
+    failure = classify_failure(exc.code(), exc.details() or "", upstream)
+    return RpcStatus(failure.code, failure.message, _status_details(exc.trailing_metadata()))
+
+
+def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> RpcStatusError:
+    """The exception a failed upstream call raises: an RpcStatusError, or a TranscodeError where
+    the HTTP status is not the code's usual one (502, 431)."""
+    failure = classify_failure(exc.code(), exc.details() or "", upstream)
+    details = _status_details(exc.trailing_metadata())
+    if failure.http_status is None:
+        return RpcStatusError(RpcStatus(failure.code, failure.message, details))
+    return TranscodeError(
+        failure.code, failure.message, http_status=failure.http_status, details=details
+    )
 
 
 def _status_details(trailers: grpc.aio.Metadata | None) -> tuple[any_pb2.Any, ...]:
@@ -116,6 +200,11 @@ def _status_details(trailers: grpc.aio.Metadata | None) -> tuple[any_pb2.Any, ..
             except DecodeError:
                 log.warning("ignoring an undecodable %s trailer", STATUS_DETAILS_KEY)
     return ()
+
+
+#: Makes the types of these error details known to the pool errors are rendered with, where it
+#: can (discovery.DetailTypes.resolve).
+DetailResolver = Callable[[Sequence[any_pb2.Any]], Awaitable[None]]
 
 
 def _serialize(request: Message) -> bytes:
@@ -131,11 +220,21 @@ class GrpcInvoker:
         *,
         upstream: str,
         pool: descriptor_pool.DescriptorPool | None = None,
+        resolve_details: DetailResolver | None = None,
     ) -> None:
         self._channel = channel
         self._upstream = upstream
         self._pool = pool if pool is not None else descriptor_pool.Default()
         self._response_types: dict[str, type[Message]] = {}
+        #: T74: adds unknown error-detail types to the pool before the error is rendered.
+        self._resolve_details = resolve_details
+
+    async def _failure(self, exc: grpc.aio.AioRpcError) -> RpcStatusError:
+        """The error a failed call raises (`upstream_error`), its detail types resolved."""
+        error = upstream_error(exc, self._upstream)
+        if self._resolve_details is not None and error.status.details:
+            await self._resolve_details(error.status.details)
+        return error
 
     async def unary(self, method: str, request: Message, options: CallOptions) -> UnaryResult:
         response_type = self._response_type(method)
@@ -151,32 +250,94 @@ class GrpcInvoker:
             header = await call.initial_metadata()
             trailer = await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
-            raise RpcStatusError(status_from_rpc_error(exc, self._upstream)) from None
+            raise _with_call_metadata(await self._failure(exc), exc) from None
         except asyncio.CancelledError:
             call.cancel()
             raise
         return UnaryResult(
-            self._decode(method, response_type, raw), tuple(header or ()), tuple(trailer or ())
+            self._decode(method, response_type, raw), tuple(header or ()), _forwarded(trailer)
         )
 
-    async def server_stream(
-        self, method: str, request: Message, options: CallOptions
-    ) -> AsyncIterator[Message]:
+    def server_stream(self, method: str, request: Message, options: CallOptions) -> ResponseStream:
+        started = _StartedCall()
+
+        def start() -> grpc.aio.UnaryStreamCall[Message, bytes]:
+            call: grpc.aio.UnaryStreamCall[Message, bytes]
+            call = self._channel.unary_stream(method, request_serializer=_serialize)(
+                request,
+                timeout=options.timeout,
+                metadata=tracing.outgoing_metadata(options.metadata),  # P13: the trace goes on
+                wait_for_ready=False,
+            )
+            return call
+
+        return ResponseStream(self._read_responses(method, started, start), started.header_metadata)
+
+    async def client_stream(
+        self, method: str, requests: AsyncIterator[Message], options: CallOptions
+    ) -> UnaryResult:
+        """T62: each request is written as it comes; a failing `requests` cancels the call."""
         response_type = self._response_type(method)
-        call: grpc.aio.UnaryStreamCall[Message, bytes]
-        call = self._channel.unary_stream(method, request_serializer=_serialize)(
-            request,
+        call: grpc.aio.StreamUnaryCall[Message, bytes]
+        call = self._channel.stream_unary(method, request_serializer=_serialize)(
             timeout=options.timeout,
             metadata=tracing.outgoing_metadata(options.metadata),  # P13: the trace goes on
             wait_for_ready=False,
         )
         try:
+            await _write_requests(call, requests)
+            raw: bytes = await call
+            header = await call.initial_metadata()
+            trailer = await call.trailing_metadata()
+        except grpc.aio.AioRpcError as exc:
+            raise _with_call_metadata(await self._failure(exc), exc) from None
+        except BaseException:  # a bad request line, the client gone: the call ends here
+            call.cancel()
+            raise
+        return UnaryResult(
+            self._decode(method, response_type, raw), tuple(header or ()), _forwarded(trailer)
+        )
+
+    def bidi_stream(
+        self, method: str, requests: AsyncIterator[Message], options: CallOptions
+    ) -> ResponseStream:
+        """T62: requests are written by a task of their own while the responses are read."""
+        started = _StartedCall()
+
+        def start() -> grpc.aio.StreamStreamCall[Message, bytes]:
+            call: grpc.aio.StreamStreamCall[Message, bytes]
+            call = self._channel.stream_stream(method, request_serializer=_serialize)(
+                timeout=options.timeout,
+                metadata=tracing.outgoing_metadata(options.metadata),  # P13: the trace goes on
+                wait_for_ready=False,
+            )
+            started.writer = asyncio.create_task(_write_requests(call, requests))
+            return call
+
+        return ResponseStream(self._read_responses(method, started, start), started.header_metadata)
+
+    async def _read_responses(
+        self,
+        method: str,
+        started: _StartedCall,
+        start: Callable[[], _ReadableCall],
+    ) -> AsyncIterator[Message]:
+        response_type = self._response_type(method)
+        call = start()
+        started.call = call
+        try:
             while (raw := await call.read()) is not grpc.aio.EOF:
                 yield self._decode(method, response_type, raw)
+            started.raise_writer_failure()
         except grpc.aio.AioRpcError as exc:
-            raise RpcStatusError(status_from_rpc_error(exc, self._upstream)) from None
+            started.raise_writer_failure()  # the call failed because its requests did
+            raise _with_call_metadata(await self._failure(exc), exc) from None
+        except asyncio.CancelledError:
+            started.raise_writer_failure()  # cancelled by the writer, not by our caller
+            raise
         finally:
             call.cancel()  # a no-op once the stream has ended; stops it if the consumer left
+            await started.stop_writer()
 
     def _response_type(self, method: str) -> type[Message]:
         if (known := self._response_types.get(method)) is not None:
@@ -204,3 +365,71 @@ class GrpcInvoker:
             raise TranscodeError(
                 grpc.StatusCode.INTERNAL, message, http_status=BAD_GATEWAY
             ) from None
+
+
+#: A streaming call the responses are read from.
+_ReadableCall = grpc.aio.UnaryStreamCall[Message, bytes] | grpc.aio.StreamStreamCall[Message, bytes]
+_WritableCall = grpc.aio.StreamUnaryCall[Message, bytes] | grpc.aio.StreamStreamCall[Message, bytes]
+
+
+class _StartedCall:
+    """A streaming call once started: its initial metadata, and the task writing its requests
+    (bidirectional calls)."""
+
+    def __init__(self) -> None:
+        self.call: _ReadableCall | None = None
+        self.writer: asyncio.Task[None] | None = None
+
+    async def header_metadata(self) -> Metadata:
+        if self.call is None:
+            return ()
+        return tuple(await self.call.initial_metadata() or ())
+
+    def raise_writer_failure(self) -> None:
+        """The writer's own failure (a bad request line, too large, too slow), if it had one;
+        an `AioRpcError` is the call's, which the reader reports itself."""
+        writer = self.writer
+        if writer is None or not writer.done() or writer.cancelled():
+            return
+        failure = writer.exception()
+        if failure is not None and not isinstance(failure, grpc.aio.AioRpcError):
+            self.writer = None
+            raise failure
+
+    async def stop_writer(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        if not writer.done():
+            writer.cancel()
+            await asyncio.wait({writer})  # never raises, so a cancellation of ours stays ours
+        if not writer.cancelled():
+            writer.exception()  # retrieved: reported by raise_writer_failure or not at all
+
+
+async def _write_requests(call: _WritableCall, requests: AsyncIterator[Message]) -> None:
+    """Write every request, then half-close; a failing `requests` cancels the call."""
+    try:
+        async for request in requests:
+            await call.write(request)
+        await call.done_writing()
+    except asyncio.InvalidStateError:
+        return  # the call is over already: its status tells what happened
+    except grpc.aio.AioRpcError:
+        raise
+    except BaseException:
+        call.cancel()
+        raise
+
+
+def _with_call_metadata(error: RpcStatusError, exc: grpc.aio.AioRpcError) -> RpcStatusError:
+    """T61: a failed call's header and trailing metadata go with its error (the keys gRPC keeps
+    for itself, such as grpc-status-details-bin, stay behind)."""
+    error.header_metadata = tuple(exc.initial_metadata() or ())
+    error.trailing_metadata = _forwarded(exc.trailing_metadata())
+    return error
+
+
+def _forwarded(trailer: grpc.aio.Metadata | None) -> Metadata:
+    """Trailing metadata without the keys gRPC keeps for itself (T60)."""
+    return tuple((key, value) for key, value in trailer or () if not key.startswith("grpc-"))

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import Message
 
-from taskgate.gateway.invoker import UnaryResult
+from taskgate.gateway.invoker import ResponseStream, UnaryResult
 from taskgate.rpc import CallOptions, RpcStatusError
 from taskgate.server.pipeline import CallPipeline
 
@@ -21,31 +21,52 @@ RESPONSE_HEADERS = (("content-type", "application/grpc"),)
 
 
 class LocalInvoker:
-    """Runs unary calls through the pipeline (whose failures are already RpcStatusError)."""
+    """Runs unary calls through the pipeline (whose failures are already RpcStatusError).
+
+    TaskService has no streaming method, so every streaming call is UNIMPLEMENTED, with the
+    same header metadata a unary answer carries (T61); an annotated streaming method of another
+    service would still get its route, answering 501 through this (T62).
+    """
 
     def __init__(self, pipeline: CallPipeline) -> None:
         self._pipeline = pipeline
 
     async def unary(self, method: str, request: Message, options: CallOptions) -> UnaryResult:
-        response = await self._pipeline.call(method, request, options)
+        try:
+            response = await self._pipeline.call(method, request, options)
+        except RpcStatusError as error:  # T61: a failed call's answer carries them too
+            error.header_metadata = error.header_metadata or RESPONSE_HEADERS
+            raise
         return UnaryResult(response, header_metadata=RESPONSE_HEADERS)
 
-    def server_stream(
-        self, method: str, request: Message, options: CallOptions
-    ) -> AsyncIterator[Message]:
-        return _NotStreaming(method)
+    def server_stream(self, method: str, request: Message, options: CallOptions) -> ResponseStream:
+        return ResponseStream(_Unimplemented(method, "server-streaming"))
+
+    async def client_stream(
+        self, method: str, requests: AsyncIterator[Message], options: CallOptions
+    ) -> UnaryResult:
+        raise _unimplemented_error(method, "client-streaming")
+
+    def bidi_stream(
+        self, method: str, requests: AsyncIterator[Message], options: CallOptions
+    ) -> ResponseStream:
+        return ResponseStream(_Unimplemented(method, "bidirectional streaming"))
 
 
-class _NotStreaming:
-    """TaskService has no streaming method: iterating fails with UNIMPLEMENTED."""
+def _unimplemented_error(method: str, kind: str) -> RpcStatusError:
+    error = RpcStatusError.of(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not a {kind} method")
+    error.header_metadata = RESPONSE_HEADERS
+    return error
 
-    def __init__(self, method: str) -> None:
-        self._method = method
 
-    def __aiter__(self) -> _NotStreaming:
+class _Unimplemented:
+    """A stream whose first step fails with UNIMPLEMENTED."""
+
+    def __init__(self, method: str, kind: str) -> None:
+        self._method, self._kind = method, kind
+
+    def __aiter__(self) -> _Unimplemented:
         return self
 
     async def __anext__(self) -> Message:
-        raise RpcStatusError.of(
-            grpc.StatusCode.UNIMPLEMENTED, f"{self._method} is not a server-streaming method"
-        )
+        raise _unimplemented_error(self._method, self._kind)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -96,11 +97,13 @@ def log_level(text: str) -> str:
 
 
 def seconds(text: str) -> float:
-    """A number of seconds, 0 or more."""
+    """A number of seconds, 0 or more (finite: `nan` and `inf` are refused)."""
     try:
         value = float(text)
     except ValueError:
         raise SettingsError("expected a number of seconds") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"expected a finite number of seconds, got {text!r}")
     if value < 0:
         raise SettingsError("expected seconds >= 0")
     return value

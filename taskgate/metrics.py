@@ -38,6 +38,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 GRPC = "grpc"
 REST = "rest"
+#: gRPC-Web and Connect calls on the HTTP port (gateway/rpc_web_door.py), REST's neighbours.
+GRPC_WEB = "grpc-web"
+CONNECT = "connect"
 
 #: Seconds; from 0.5 ms (a cached answer) to 10 s (past every deadline taskgate sets).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -45,7 +48,8 @@ _CALL_LABELS = ("service", "method", "door")
 
 CALLS = Counter(
     "taskgate_calls",
-    "Calls answered, by service, method, door (grpc or rest) and gRPC status code.",
+    "Calls answered, by service, method, door (grpc, rest, grpc-web or connect) and gRPC "
+    "status code.",
     (*_CALL_LABELS, "code"),
 )
 LATENCY = Histogram(

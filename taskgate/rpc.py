@@ -50,9 +50,19 @@ class RpcStatusError(Exception):
     """A call that ended in a non-OK status: raised by the call pipeline, by an invoker, or by
     the transcoder itself."""
 
-    def __init__(self, status: RpcStatus) -> None:
+    def __init__(
+        self,
+        status: RpcStatus,
+        *,
+        header_metadata: Metadata = (),
+        trailing_metadata: Metadata = (),
+    ) -> None:
         super().__init__(status.message)
         self.status = status
+        #: the failed call's response metadata, for the REST door's `Grpc-Metadata-*` and
+        #: `Grpc-Trailer-*` headers (empty when the failure is not a call's).
+        self.header_metadata: Metadata = tuple(header_metadata)
+        self.trailing_metadata: Metadata = tuple(trailing_metadata)
 
     @classmethod
     def of(

@@ -7,8 +7,9 @@ import pytest
 pytest_plugins = ["tests.integration.servers"]
 
 #: Markers of tests that need what `pip install -e '.[dev]'` cannot provide (a Go program, a
-#: package index): plain `pytest` leaves them out, `pytest -m NAME` runs them (.ci/run does).
-ON_REQUEST = ("peer", "packaging", "browser")
+#: package index, buf from npm): plain `pytest` leaves them out, `pytest -m NAME` runs them
+#: (.ci/run does).
+ON_REQUEST = ("peer", "packaging", "browser", "buf")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -46,7 +46,10 @@ class EchoService(pb_grpc.EchoServicer):
     """Returns the request, so a test sees exactly what arrived."""
 
     async def Echo(self, request: pb.Scalars, context: Context) -> pb.Scalars:
+        """With a label "trailer", also sends the trailer x-trailer with its value."""
         await echo_metadata(context)
+        if "trailer" in request.labels:
+            context.set_trailing_metadata((("x-trailer", request.labels["trailer"]),))
         return request
 
     async def EchoNested(self, request: pb.Scalars, context: Context) -> pb.Scalars:
@@ -113,12 +116,17 @@ class LibraryService(pb_grpc.LibraryServicer):
         self, request: pb.StreamBooksRequest, context: Context
     ) -> AsyncIterator[pb.Book]:
         """`count` books; with a fail_code, fail after min(count, fail_after) of them."""
+        await echo_metadata(context)
         sent = min(request.count, request.fail_after) if request.fail_code else request.count
         for i in range(sent):
             if i and request.interval_ms:
                 await asyncio.sleep(request.interval_ms / 1000)
             yield book_named(f"{request.shelf}/books/{i}")
         if request.fail_code:
+            if not sent:
+                # Let the header metadata leave first: sent together with the status, it would
+                # be a trailers-only answer, where gRPC folds header metadata into the trailers.
+                await asyncio.sleep(0.05)
             await context.abort(grpc_code(request.fail_code), f"failed after {sent} books")
 
     async def StreamFile(self, request: pb.ReadFileRequest, context: Context) -> AsyncIterator[Any]:
@@ -137,14 +145,59 @@ class LibraryService(pb_grpc.LibraryServicer):
             except asyncio.CancelledError:
                 log.info("Fail call cancelled by the client")
                 raise
+        if request.with_metadata:
+            await echo_metadata(context)
+            await asyncio.sleep(0.05)  # not a trailers-only answer (see StreamBooks)
         if request.code == 0:
             return empty_pb2.Empty()
         status = status_pb2.Status(code=request.code, message=request.message)
         status.details.extend(failure_details(request))
-        await context.abort_with_status(rpc_status.to_status(status))
+        grpc_status = rpc_status.to_status(status)
+        if request.with_metadata:
+            trailers = (*grpc_status.trailing_metadata, ("x-failed", "yes"))
+            await context.abort(grpc_status.code, grpc_status.details, trailers)
+        await context.abort_with_status(grpc_status)
 
     async def Unannotated(self, request: pb.Scalars, context: Context) -> pb.Scalars:
         return request
+
+    async def ImportBooks(
+        self, request_iterator: AsyncIterator[pb.CreateBookRequest], context: Context
+    ) -> pb.ListBooksResponse:
+        """Every book sent, numbered in order; a book titled "fail" fails the call. Echoes the
+        metadata, and sends the trailer x-imported with the count."""
+        await echo_metadata(context)
+        books: list[pb.Book] = []
+        async for request in request_iterator:
+            if request.book.title == "fail":
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"book {len(books)} cannot be imported"
+                )
+            book = pb.Book()
+            book.CopyFrom(request.book)
+            book.name = f"shelves/import/books/{len(books)}"
+            books.append(book)
+        context.set_trailing_metadata((("x-imported", str(len(books))),))
+        return pb.ListBooksResponse(books=books, total_size=len(books))
+
+    async def ChatBooks(
+        self, request_iterator: AsyncIterator[pb.CreateBookRequest], context: Context
+    ) -> AsyncIterator[pb.Book]:
+        """One book back per request, at once; a book_id of "fail" fails the call."""
+        await echo_metadata(context)
+        async for request in request_iterator:
+            if request.book_id == "fail":
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chat failed on request")
+            book = pb.Book()
+            book.CopyFrom(request.book)
+            book.name = f"{request.parent}/books/{request.book_id}"
+            yield book
+
+    async def UploadStream(
+        self, request_iterator: AsyncIterator[pb.UploadRequest], context: Context
+    ) -> pb.Book:
+        size = sum([len(request.body.data) async for request in request_iterator])
+        return pb.Book(title=f"{size} bytes")
 
 
 def failure_details(request: pb.FailRequest) -> list[any_pb2.Any]:

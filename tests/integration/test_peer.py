@@ -47,6 +47,9 @@ EXPECTED = {
     "json routing error": None,
     # A trailing slash: the peer answers 404; taskgate tolerates it (decisions T14, C5).
     "trailing slash": None,
+    # A singular parameter given twice: the peer takes the first value; taskgate answers 400
+    # naming it, as grpc-gateway v2 does (decision T23).
+    "singular parameter twice": None,
 }
 
 TASK = {
@@ -73,7 +76,7 @@ CORPUS = [
     Case("GET", "?page_size=2"),
     Case("GET", "?pageSize=2&sortBy=created_at%20desc"),
     Case("GET", "?page_size=1&sort_by=created_at%20desc&filter=" + quote(FILTER, safe="")),
-    Case("GET", "?page_size=1&page_size=3"),
+    Case("GET", "?page_size=1&page_size=3", difference="singular parameter twice"),
     Case("GET", "?resource_reference_key.type=NAMESPACE&resource_reference_key.id=ns1"),
     Case("GET", "?resource_reference_key.type=5&resource_reference_key.id=ns1"),
     Case("GET", "?filter=" + quote(eq_filter(namespace="nope"), safe="")),
@@ -203,5 +206,10 @@ async def test_rest_answers_match_grpc_gateway(taskgate: Taskgate, peer_url: str
         elif case.difference == "trailing slash":
             assert peer_status == 404, label
             assert ours_status == 200, label
+        elif case.difference == "singular parameter twice":
+            assert peer_status == 200, label
+            assert ours_status == 400, label
+            assert ours_body["code"] == 3, label
+            assert "page_size" in ours_body["message"], label
         else:
             pytest.fail(f"unknown difference {case.difference}")

@@ -225,7 +225,7 @@ async def test_long_query_strings_reach_the_service(taskgate: Taskgate) -> None:
     assert error["details"][0]["error_message"] == "Invalid page token."
 
 
-async def test_malformed_http_is_a_plain_400_without_a_traceback(
+async def test_an_overlong_request_line_is_a_414_without_a_traceback(
     taskgate: Taskgate, caplog: pytest.LogCaptureFixture
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", taskgate.server.http_port)
@@ -233,7 +233,7 @@ async def test_malformed_http_is_a_plain_400_without_a_traceback(
     await writer.drain()
     status_line = await reader.readline()
     writer.close()
-    assert status_line.split()[1] == b"400"
+    assert status_line.split()[1] == b"414"  # T52: the JSON error shape, no echo of the line
     assert not [r for r in caplog.records if r.exc_info]
 
 

@@ -453,6 +453,15 @@ async def test_cache_lookup_uses_its_index(pool: asyncpg.Pool) -> None:
         Condition(Column.PIPELINE_NAME, Op.EQ, "pipeline/p"),
         Condition(Column.NAMESPACE, Op.EQ, ""),
     )
+    # Statistics as in real data: one namespace, a fingerprint per few tasks. On an empty,
+    # unanalysed table the planner cannot tell the fingerprint from the namespace apart and
+    # may as well take tasks_namespace_created_at_id_idx (0003, decision P25).
+    await pool.execute(
+        "INSERT INTO tasks (id, namespace, pipeline_name, run_id, mlmd_execution_id,"
+        " created_at, fingerprint) SELECT 'id-' || i, '', 'pipeline/p', 'r', '1', i, 'fp-' || i"
+        " FROM generate_series(1, 500) AS i"
+    )
+    await pool.execute("ANALYZE tasks")
 
     nodes = await explain(pool, TaskQuery(conditions, descending=True, limit=1))
 

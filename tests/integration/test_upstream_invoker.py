@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from taskgate.gateway.discovery import discover_services
+from taskgate.gateway.invoker import ResponseStream
 from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
 from taskgate.rpc import CallOptions, RpcStatusError
 from tests.protos import transcoding_test_pb2 as pb
@@ -301,7 +302,7 @@ async def test_leaving_a_stream_early_cancels_it(slow: tuple[SlowLibrary, GrpcIn
     stream = invoker.server_stream(
         "/tgtest.Library/StreamBooks", pb.StreamBooksRequest(), NO_OPTIONS
     )
-    assert isinstance(stream, AsyncGenerator)
+    assert isinstance(stream, ResponseStream)  # T61: its header metadata, and aclose
 
     assert await anext(stream) == pb.Book(name="first")
     await stream.aclose()

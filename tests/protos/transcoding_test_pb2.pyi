@@ -574,6 +574,7 @@ class FailRequest(_message.Message):
     WITH_DETAILS_FIELD_NUMBER: _builtins.int
     UNKNOWN_DETAIL_FIELD_NUMBER: _builtins.int
     DELAY_MS_FIELD_NUMBER: _builtins.int
+    WITH_METADATA_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     """The gRPC status code to fail with."""
     message: _builtins.str
@@ -583,6 +584,8 @@ class FailRequest(_message.Message):
     """Attach a detail whose type no descriptor pool knows."""
     delay_ms: _builtins.int
     """Sleep this long before answering (deadline and cancellation tests)."""
+    with_metadata: _builtins.bool
+    """Send the caller's metadata back as header metadata (x-echo-*) and a trailer x-failed: yes."""
     def __init__(
         self,
         *,
@@ -591,10 +594,11 @@ class FailRequest(_message.Message):
         with_details: _builtins.bool = ...,
         unknown_detail: _builtins.bool = ...,
         delay_ms: _builtins.int = ...,
+        with_metadata: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delay_ms", b"delay_ms", "message", b"message", "unknown_detail", b"unknown_detail", "with_details", b"with_details"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delay_ms", b"delay_ms", "message", b"message", "unknown_detail", b"unknown_detail", "with_details", b"with_details", "with_metadata", b"with_metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

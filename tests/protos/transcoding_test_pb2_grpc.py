@@ -101,6 +101,21 @@ class LibraryStub(object):
                 request_serializer=tests_dot_protos_dot_transcoding__test__pb2.Scalars.SerializeToString,
                 response_deserializer=tests_dot_protos_dot_transcoding__test__pb2.Scalars.FromString,
                 _registered_method=True)
+        self.ImportBooks = channel.stream_unary(
+                '/tgtest.Library/ImportBooks',
+                request_serializer=tests_dot_protos_dot_transcoding__test__pb2.CreateBookRequest.SerializeToString,
+                response_deserializer=tests_dot_protos_dot_transcoding__test__pb2.ListBooksResponse.FromString,
+                _registered_method=True)
+        self.ChatBooks = channel.stream_stream(
+                '/tgtest.Library/ChatBooks',
+                request_serializer=tests_dot_protos_dot_transcoding__test__pb2.CreateBookRequest.SerializeToString,
+                response_deserializer=tests_dot_protos_dot_transcoding__test__pb2.Book.FromString,
+                _registered_method=True)
+        self.UploadStream = channel.stream_unary(
+                '/tgtest.Library/UploadStream',
+                request_serializer=tests_dot_protos_dot_transcoding__test__pb2.UploadRequest.SerializeToString,
+                response_deserializer=tests_dot_protos_dot_transcoding__test__pb2.Book.FromString,
+                _registered_method=True)
 
 
 class LibraryServicer(object):
@@ -185,6 +200,29 @@ class LibraryServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportBooks(self, request_iterator, context):
+        """Client streaming: one NDJSON line per request (each a Book, the body field); a literal path
+        that CreateBook's template would also match, so it must keep a route of its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChatBooks(self, request_iterator, context):
+        """Bidirectional: one Book back per request line, as each arrives; a book_id of "fail" fails
+        the call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadStream(self, request_iterator, context):
+        """Client streaming of raw bodies: has a route, which answers 501 (no line framing for bytes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LibraryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +290,21 @@ def add_LibraryServicer_to_server(servicer, server):
                     servicer.Unannotated,
                     request_deserializer=tests_dot_protos_dot_transcoding__test__pb2.Scalars.FromString,
                     response_serializer=tests_dot_protos_dot_transcoding__test__pb2.Scalars.SerializeToString,
+            ),
+            'ImportBooks': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportBooks,
+                    request_deserializer=tests_dot_protos_dot_transcoding__test__pb2.CreateBookRequest.FromString,
+                    response_serializer=tests_dot_protos_dot_transcoding__test__pb2.ListBooksResponse.SerializeToString,
+            ),
+            'ChatBooks': grpc.stream_stream_rpc_method_handler(
+                    servicer.ChatBooks,
+                    request_deserializer=tests_dot_protos_dot_transcoding__test__pb2.CreateBookRequest.FromString,
+                    response_serializer=tests_dot_protos_dot_transcoding__test__pb2.Book.SerializeToString,
+            ),
+            'UploadStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadStream,
+                    request_deserializer=tests_dot_protos_dot_transcoding__test__pb2.UploadRequest.FromString,
+                    response_serializer=tests_dot_protos_dot_transcoding__test__pb2.Book.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -605,6 +658,87 @@ class Library(object):
             '/tgtest.Library/Unannotated',
             tests_dot_protos_dot_transcoding__test__pb2.Scalars.SerializeToString,
             tests_dot_protos_dot_transcoding__test__pb2.Scalars.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportBooks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/tgtest.Library/ImportBooks',
+            tests_dot_protos_dot_transcoding__test__pb2.CreateBookRequest.SerializeToString,
+            tests_dot_protos_dot_transcoding__test__pb2.ListBooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChatBooks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tgtest.Library/ChatBooks',
+            tests_dot_protos_dot_transcoding__test__pb2.CreateBookRequest.SerializeToString,
+            tests_dot_protos_dot_transcoding__test__pb2.Book.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/tgtest.Library/UploadStream',
+            tests_dot_protos_dot_transcoding__test__pb2.UploadRequest.SerializeToString,
+            tests_dot_protos_dot_transcoding__test__pb2.Book.FromString,
             options,
             channel_credentials,
             insecure,

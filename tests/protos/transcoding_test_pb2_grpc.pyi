@@ -50,6 +50,16 @@ class LibraryStub:
     Fail: _grpc.UnaryUnaryMultiCallable[_transcoding_test_pb2.FailRequest, _empty_pb2.Empty]
     Unannotated: _grpc.UnaryUnaryMultiCallable[_transcoding_test_pb2.Scalars, _transcoding_test_pb2.Scalars]
     """Not annotated: reachable over gRPC only."""
+    ImportBooks: _grpc.StreamUnaryMultiCallable[_transcoding_test_pb2.CreateBookRequest, _transcoding_test_pb2.ListBooksResponse]
+    """Client streaming: one NDJSON line per request (each a Book, the body field); a literal path
+    that CreateBook's template would also match, so it must keep a route of its own.
+    """
+    ChatBooks: _grpc.StreamStreamMultiCallable[_transcoding_test_pb2.CreateBookRequest, _transcoding_test_pb2.Book]
+    """Bidirectional: one Book back per request line, as each arrives; a book_id of "fail" fails
+    the call.
+    """
+    UploadStream: _grpc.StreamUnaryMultiCallable[_transcoding_test_pb2.UploadRequest, _transcoding_test_pb2.Book]
+    """Client streaming of raw bodies: has a route, which answers 501 (no line framing for bytes)."""
 
 @_typing.type_check_only
 class LibraryAsyncStub(LibraryStub):
@@ -68,6 +78,16 @@ class LibraryAsyncStub(LibraryStub):
     Fail: _aio.UnaryUnaryMultiCallable[_transcoding_test_pb2.FailRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     Unannotated: _aio.UnaryUnaryMultiCallable[_transcoding_test_pb2.Scalars, _transcoding_test_pb2.Scalars]  # type: ignore[assignment]
     """Not annotated: reachable over gRPC only."""
+    ImportBooks: _aio.StreamUnaryMultiCallable[_transcoding_test_pb2.CreateBookRequest, _transcoding_test_pb2.ListBooksResponse]  # type: ignore[assignment]
+    """Client streaming: one NDJSON line per request (each a Book, the body field); a literal path
+    that CreateBook's template would also match, so it must keep a route of its own.
+    """
+    ChatBooks: _aio.StreamStreamMultiCallable[_transcoding_test_pb2.CreateBookRequest, _transcoding_test_pb2.Book]  # type: ignore[assignment]
+    """Bidirectional: one Book back per request line, as each arrives; a book_id of "fail" fails
+    the call.
+    """
+    UploadStream: _aio.StreamUnaryMultiCallable[_transcoding_test_pb2.UploadRequest, _transcoding_test_pb2.Book]  # type: ignore[assignment]
+    """Client streaming of raw bodies: has a route, which answers 501 (no line framing for bytes)."""
 
 class LibraryServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -161,6 +181,34 @@ class LibraryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_transcoding_test_pb2.Scalars, _abc.Awaitable[_transcoding_test_pb2.Scalars]]:
         """Not annotated: reachable over gRPC only."""
+
+    @_abc_1.abstractmethod
+    def ImportBooks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_transcoding_test_pb2.CreateBookRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcoding_test_pb2.ListBooksResponse, _abc.Awaitable[_transcoding_test_pb2.ListBooksResponse]]:
+        """Client streaming: one NDJSON line per request (each a Book, the body field); a literal path
+        that CreateBook's template would also match, so it must keep a route of its own.
+        """
+
+    @_abc_1.abstractmethod
+    def ChatBooks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_transcoding_test_pb2.CreateBookRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_transcoding_test_pb2.Book], _abc.AsyncIterator[_transcoding_test_pb2.Book]]:
+        """Bidirectional: one Book back per request line, as each arrives; a book_id of "fail" fails
+        the call.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_transcoding_test_pb2.UploadRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcoding_test_pb2.Book, _abc.Awaitable[_transcoding_test_pb2.Book]]:
+        """Client streaming of raw bodies: has a route, which answers 501 (no line framing for bytes)."""
 
 def add_LibraryServicer_to_server(servicer: LibraryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

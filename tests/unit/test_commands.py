@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from taskgate.cli import build_parser, main
-from taskgate.command import Address, SettingsError
+from taskgate.command import Address, SettingsError, seconds
 from taskgate.reference import configuration_reference
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -120,3 +120,14 @@ def test_the_committed_configuration_reference_is_what_the_code_generates() -> N
     assert committed == configuration_reference(), (
         "docs/configuration.md is stale: run `python -m taskgate.reference > docs/configuration.md`"
     )
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "-1", "soon"])
+def test_seconds_must_be_a_finite_number_not_below_zero(text: str) -> None:
+    with pytest.raises(SettingsError, match="seconds"):
+        seconds(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0.0), ("2.5", 2.5), ("1e3", 1000.0)])
+def test_seconds(text: str, value: float) -> None:
+    assert seconds(text) == value

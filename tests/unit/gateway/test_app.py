@@ -259,7 +259,10 @@ async def test_headers_become_metadata_and_back(aiohttp_client: ClientFactory) -
     assert resp.headers["Grpc-Metadata-x-trace"] == "t1"
     assert resp.headers["Grpc-Metadata-blob-bin"] == "AQ=="
     metadata = invoker.calls[0].options.metadata
-    assert sorted(m for m in metadata if m[0] != "x-request-id") == [
+    gateway_keys = ("x-request-id", "grpcgateway-", "x-forwarded-")  # P11, T50
+    assert ("grpcgateway-authorization", "Bearer t") in metadata
+    assert ("x-forwarded-for", "127.0.0.1") in metadata
+    assert sorted(m for m in metadata if not m[0].startswith(gateway_keys)) == [
         ("authorization", "Bearer t"),
         ("data-bin", b"\x00\x01"),
         ("kubeflow-userid", "alice@example.com"),

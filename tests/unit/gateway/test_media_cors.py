@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskgate.gateway.cors import cors_headers
+from taskgate.gateway.cors import EXPOSED, cors_headers
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.media import check_json_media_type, is_json_media_type
 
@@ -54,7 +54,7 @@ UI = "https://ui.example.com"
             {
                 "Vary": "Origin",
                 "Access-Control-Allow-Origin": UI,
-                "Access-Control-Expose-Headers": "Grpc-Metadata-Content-Type",
+                "Access-Control-Expose-Headers": EXPOSED,
             },
         ),
         (
@@ -91,3 +91,27 @@ def test_cors_headers(
     method: str, headers: dict[str, str], preflight: bool, added: dict[str, str]
 ) -> None:
     assert cors_headers(method, headers, ORIGINS) == (preflight, added)
+
+
+def test_grpc_web_and_connect_headers_pass_and_are_exposed() -> None:
+    """T86: a browser's gRPC-Web or Connect preflight passes, and its client can read the
+    status, the encodings and the request id."""
+    asked = "content-type, x-grpc-web, x-user-agent, grpc-timeout, connect-protocol-version"
+    preflight = {
+        "Origin": UI,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": asked + ", connect-timeout-ms, authorization",
+    }
+    answerable, added = cors_headers("OPTIONS", preflight, ORIGINS)
+    assert answerable
+    assert added["Access-Control-Allow-Headers"] == preflight["Access-Control-Request-Headers"]
+    _, added = cors_headers("POST", {"Origin": UI}, ORIGINS)
+    exposed = {h.strip().lower() for h in added["Access-Control-Expose-Headers"].split(",")}
+    assert exposed >= {
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "connect-content-encoding",
+        "x-request-id",
+        "grpc-metadata-content-type",
+    }

@@ -91,7 +91,6 @@ def echo(query: str) -> dict[str, object]:
         ("shownAs=x", {"display_name": "x"}),
         ("display_name=a+b%2Bc", {"display_name": "a b+c"}),  # T26: "+" is a space
         ("unknown=1&nested.unknown=2&a.b.c=3", {}),  # T27: ignored when lenient
-        ("f_int32=1&f_int32=2", {"f_int32": 1}),  # lenient: the first value, as KFP
         ("f_string=other", {}),  # T18: bound by the path, ignored
     ],
 )

@@ -185,14 +185,19 @@ def test_routes_carry_message_classes_and_flags() -> None:
     assert routes["/tgtest.Library/ReadFile", "GET"].response_is_http_body
     assert routes["/tgtest.Library/Upload", "POST"].request_is_http_body
     assert all("Unannotated" not in r.rpc for r in TABLE.routes)
-    assert len(TABLE.routes) == 19
+    assert routes["/tgtest.Library/ImportBooks", "POST"].client_streaming
+    chat = routes["/tgtest.Library/ChatBooks", "POST"]
+    assert chat.client_streaming
+    assert chat.server_streaming
+    assert not routes["/tgtest.Library/CreateBook", "POST"].client_streaming
+    assert len(TABLE.routes) == 22
 
 
 def test_from_services_reads_rules_from_a_separate_descriptor_pool() -> None:
     pool = copy_into_new_pool(FIXTURE)
     services = [pool.FindServiceByName("tgtest.Library"), pool.FindServiceByName("tgtest.Echo")]
     table = RouteTable.from_services(services)
-    assert len(table.routes) == 19
+    assert len(table.routes) == 22
     found = table.match("PATCH", "/v1/shelves/s/books/b")
     assert isinstance(found, RouteMatch)
     assert found.route.rpc == "/tgtest.Library/UpdateBook"
@@ -213,14 +218,9 @@ def test_from_services_reads_rules_from_a_separate_descriptor_pool() -> None:
             "adhoc.S.M0 (GET /v1/{missing}): path variable 'missing': no field 'missing' in adhoc.Req",
         ),
         (
-            [rule(get="/v1/{tags}")],
-            "adhoc.S.M0 (GET /v1/{tags}): path variable 'tags' must name a non-repeated, "
-            "non-message field (http.proto)",
-        ),
-        (
             [rule(get="/v1/{nested}")],
-            "adhoc.S.M0 (GET /v1/{nested}): path variable 'nested' must name a non-repeated, "
-            "non-message field (http.proto)",
+            "adhoc.S.M0 (GET /v1/{nested}): path variable 'nested' must name a non-message "
+            "field (http.proto)",
         ),
         (
             [rule(get="/v1/{name.x}")],
@@ -252,15 +252,17 @@ def test_from_services_reads_rules_from_a_separate_descriptor_pool() -> None:
         ),
     ],
 )
-def test_from_services_rejects_bad_rules_at_start_up(
+def test_from_services_rejects_bad_rules_at_start_up_when_strict(
     rules: list[http_pb2.HttpRule], message: str
 ) -> None:
     with pytest.raises(RouteConfigError) as caught:
-        RouteTable.from_services([service_with_rules(rules)])
+        RouteTable.from_services([service_with_rules(rules)], strict=True)
     assert str(caught.value) == message
 
 
-def test_client_streaming_methods_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
+def test_client_streaming_methods_keep_their_routes() -> None:
+    # T5: skipped, a broader route of another method would answer their URLs instead.
     service = service_with_rules([rule(post="/v1/x", body="*")], client_streaming=True)
-    assert RouteTable.from_services([service]).routes == ()
-    assert "client streaming" in caplog.text
+    (route,) = RouteTable.from_services([service]).routes
+    assert route.client_streaming
+    assert isinstance(RouteTable([route]).match("POST", "/v1/x"), RouteMatch)

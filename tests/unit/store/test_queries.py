@@ -20,7 +20,8 @@ def test_default_query() -> None:
         f"SELECT {COLUMNS} FROM tasks ORDER BY created_at ASC, id ASC LIMIT $1"
     )
     assert statements.rows_args == (21,)
-    assert statements.count_sql == "SELECT count(*) FROM tasks"
+    # No condition: the sum of the per-namespace counts (P20), not a count of the rows.
+    assert statements.count_sql == "SELECT coalesce(sum(n), 0)::bigint FROM task_counts"
 
 
 def test_kfp_cache_lookup_second_page() -> None:
@@ -107,9 +108,48 @@ def test_page_sql_joins_the_count_with_the_rows_in_one_statement() -> None:
     )
 
     assert statements.page_sql == (
-        "SELECT page.*, total.total_size FROM (SELECT count(*) FROM tasks WHERE namespace = $1)"
+        "SELECT page.*, total.total_size FROM"
+        " (SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE namespace = $1)"
         f" AS total(total_size) LEFT JOIN LATERAL (SELECT {COLUMNS} FROM tasks WHERE"
         " namespace = $1 ORDER BY created_at ASC, id ASC LIMIT $2) AS page ON true"
         " ORDER BY created_at ASC, id ASC"
     )
     assert statements.rows_args == ("ns", 6)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "where"),
+    [
+        ((), ""),
+        ((Condition(Column.NAMESPACE, Op.EQ, "ns"),), " WHERE namespace = $1"),
+        # Multi-user mode's readable namespaces, with or without a namespace filter (P22).
+        ((Condition(Column.NAMESPACE, Op.IN, ("a", "b")),), " WHERE namespace = ANY($1)"),
+        (
+            (Condition(Column.NAMESPACE, Op.EQ, "a"), Condition(Column.NAMESPACE, Op.IN, ("a",))),
+            " WHERE namespace = $1 AND namespace = ANY($2)",
+        ),
+        (
+            (Condition(Column.NAMESPACE, Op.SUBSTRING, "n"),),
+            " WHERE namespace LIKE $1 ESCAPE E'\\\\'",
+        ),
+    ],
+)
+def test_namespace_only_counts_come_from_the_counts_table(
+    conditions: tuple[Condition, ...], where: str
+) -> None:
+    statements = task_page_statements(TaskQuery(conditions=conditions))
+
+    assert statements.count_sql == "SELECT coalesce(sum(n), 0)::bigint FROM task_counts" + where
+
+
+def test_any_other_condition_counts_the_rows() -> None:
+    query = TaskQuery(
+        conditions=(
+            Condition(Column.NAMESPACE, Op.EQ, "ns"),
+            Condition(Column.RUN_ID, Op.EQ, "r"),
+        )
+    )
+
+    statements = task_page_statements(query)
+
+    assert statements.count_sql == "SELECT count(*) FROM tasks WHERE namespace = $1 AND run_id = $2"

@@ -6,6 +6,8 @@ global provider is left alone, so no other test records anything)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -34,8 +36,16 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     return exporter
 
 
-def _one(spans: InMemorySpanExporter, name: str, kind: SpanKind) -> ReadableSpan:
-    found = [s for s in spans.get_finished_spans() if s.name == name and s.kind == kind]
+async def _one(spans: InMemorySpanExporter, name: str, kind: SpanKind) -> ReadableSpan:
+    """The one finished span of that name and kind. A server span ends just after its answer is
+    sent, so the caller may see the answer first: wait for the span, briefly."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 5.0
+    while True:
+        found = [s for s in spans.get_finished_spans() if s.name == name and s.kind == kind]
+        if found or loop.time() > give_up:
+            break
+        await asyncio.sleep(0.01)
     assert len(found) == 1, [(s.name, s.kind) for s in spans.get_finished_spans()]
     return found[0]
 
@@ -47,9 +57,11 @@ def _check_child(span: ReadableSpan, parent_span_id: int) -> None:
     assert span.parent.span_id == parent_span_id
 
 
-def _check_database(spans: InMemorySpanExporter, operation: str, parent: ReadableSpan) -> None:
+async def _check_database(
+    spans: InMemorySpanExporter, operation: str, parent: ReadableSpan
+) -> None:
     assert parent.context is not None
-    db = _one(spans, f"{operation} tasks", SpanKind.CLIENT)
+    db = await _one(spans, f"{operation} tasks", SpanKind.CLIENT)
     _check_child(db, parent.context.span_id)
     assert dict(db.attributes or {}) == {
         "db.system": "postgresql",
@@ -80,11 +92,11 @@ async def test_rest_traceparent_reaches_the_database_span(
     headers = {"traceparent": TRACEPARENT}
     async with taskgate.http.post(taskgate.tasks_url, json=body, headers=headers) as response:
         assert response.status == 200
-    server = _one(spans, CREATE, SpanKind.SERVER)
+    server = await _one(spans, CREATE, SpanKind.SERVER)
     _check_child(server, int(CALLER_SPAN, 16))
     _check_server(server, "CreateTask")
     assert (server.attributes or {})["http.response.status_code"] == 200
-    _check_database(spans, "INSERT", server)
+    await _check_database(spans, "INSERT", server)
     # No SQL, no values: the fingerprint appears nowhere.
     for span in spans.get_finished_spans():
         assert "f" not in (span.attributes or {}).values()
@@ -96,16 +108,16 @@ async def test_grpc_traceparent_metadata_reaches_the_database_span(
     await taskgate.stub.ListTasks(
         task_pb2.ListTasksRequest(page_size=1), metadata=(("traceparent", TRACEPARENT),)
     )
-    server = _one(spans, "api.TaskService/ListTasks", SpanKind.SERVER)
+    server = await _one(spans, "api.TaskService/ListTasks", SpanKind.SERVER)
     _check_child(server, int(CALLER_SPAN, 16))
     _check_server(server, "ListTasks")
     assert "http.response.status_code" not in (server.attributes or {})
-    _check_database(spans, "SELECT", server)
+    await _check_database(spans, "SELECT", server)
     # A refused call: its span says so, and no statement ran.
     spans.clear()
     with pytest.raises(grpc.aio.AioRpcError):
         await taskgate.stub.CreateTask(task_pb2.CreateTaskRequest())
-    refused = _one(spans, CREATE, SpanKind.SERVER)
+    refused = await _one(spans, CREATE, SpanKind.SERVER)
     assert refused.parent is None  # no traceparent: a new trace
     _check_server(refused, "CreateTask", grpc.StatusCode.INVALID_ARGUMENT.value[0])
     assert len(spans.get_finished_spans()) == 1
@@ -136,7 +148,7 @@ async def test_gateway_passes_traceparent_to_its_upstream(
     assert rest.context is not None
     _check_child(grpc_span, rest.context.span_id)
     _check_server(grpc_span, "CreateTask")
-    _check_database(spans, "INSERT", grpc_span)
+    await _check_database(spans, "INSERT", grpc_span)
 
 
 async def test_unrouted_rest_request_is_named_by_its_http_method(
@@ -144,7 +156,7 @@ async def test_unrouted_rest_request_is_named_by_its_http_method(
 ) -> None:
     async with taskgate.http.get(f"{taskgate.base_url}/nowhere") as response:
         assert response.status == 404
-    span = _one(spans, "GET", SpanKind.SERVER)
+    span = await _one(spans, "GET", SpanKind.SERVER)
     assert dict(span.attributes or {}) == {
         "rpc.grpc.status_code": grpc.StatusCode.NOT_FOUND.value[0],
         "http.response.status_code": 404,

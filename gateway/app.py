@@ -1,7 +1,13 @@
 """The aiohttp application: one catch-all handler that sequences the pure transcoder modules.
 
-All aiohttp code of the gateway lives here and in `streaming.py`. Every failure goes through
-`errors.status_from_exception` and one renderer, so every error has the same JSON shape.
+aiohttp is used only at the edges, and every other module of the gateway is pure: here (the
+handler: request id, admission, routing, calls), `http_server.py` (starting the server, and
+answering what its parser refuses), `streaming.py` (streams both ways), `trailers.py` (an answer
+with HTTP trailers), `rpc_web_door.py` (gRPC-Web and Connect calls), `encoding.py`, `cors.py`
+and `docs_ui.py` (gzip, CORS, `/openapi.json` and `/docs`) and `standalone.py` (the `gateway`
+command). Every REST failure goes through `errors.status_from_exception` and one renderer, so
+every REST error has the same JSON shape; gRPC-Web and Connect calls are told apart before
+admission and answered, errors included, in their own protocol (docs/decisions.md T80).
 HEAD is served only where a rule names it (KFP answers HEAD with 405), like any other method.
 """
 
@@ -50,7 +56,11 @@ METRICS_PATH = "/metrics"
 LIVE_PATH = "/livez"
 LIVE_BODY = b'{"status":"ALIVE"}'
 TOO_MANY_REQUESTS = 429
+#: `Retry-After` of a 429 from --max-concurrent-calls and of a 503 while not ready (T73).
+RETRY_AFTER_SECONDS = "1"
 HealthCheck = Callable[[], Awaitable[bool]]
+#: Why no call can be served yet (`taskgate gateway` waiting for its upstream, T73), or None.
+NotReady = Callable[[], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,8 @@ class GatewayState:
     pool: descriptor_pool_module.DescriptorPool | None
     #: `/openapi.json` of `routes`, built on first request (docs/decisions.md P10).
     openapi: OpenApiCache | None = None
+    #: while it gives a reason, every request but `/livez` and `/metrics` is 503 (T73).
+    not_ready: NotReady | None = None
 
 
 @dataclass(slots=True)
@@ -79,8 +91,6 @@ GATEWAY = web.AppKey("gateway", GatewayBox)
 REQUEST_ID = web.RequestKey("request_id", str)
 _RPC = web.RequestKey("rpc", str)
 _CODE = web.RequestKey("code", str)
-#: The metrics door of a gRPC-Web or Connect call (unset: "rest").
-_DOOR = web.RequestKey("door", str)
 
 
 def create_gateway_app(
@@ -93,14 +103,16 @@ def create_gateway_app(
     cors_origins: tuple[str, ...] = (),
     fixed_json: Mapping[str, bytes] | None = None,
     comments: Mapping[str, str] | None = None,
+    not_ready: NotReady | None = None,
 ) -> web.Application:
     """A REST application serving `routes` through `invoker`, plus `GET /healthz`, `GET /livez`
     and `GET` of each path in `fixed_json` (answered with its JSON bytes); CORS for
-    `cors_origins` (none: no CORS at all)."""
+    `cors_origins` (none: no CORS at all). While `not_ready` gives a reason, every other request
+    is 503 UNAVAILABLE with that message (T73)."""
     app = web.Application(client_max_size=options.max_body_bytes)
     openapi = OpenApiCache(routes, options, comments=comments)  # `comments`: proto comments
     app[GATEWAY] = GatewayBox(
-        GatewayState(routes, invoker, options, health, descriptor_pool, openapi)
+        GatewayState(routes, invoker, options, health, descriptor_pool, openapi, not_ready)
     )
     app.router.add_get(METRICS_PATH, _metrics_response)
     # Constant answers, before the catch-all: no database, no call limit (docs/decisions.md P10).
@@ -132,7 +144,8 @@ def replace_routes(
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every request, observed (docs/decisions.md P5, P10, P11): its request id (the caller's
     `X-Request-Id` if sane, else a new one; echoed, forwarded as `x-request-id`), one access
-    line, and the call metrics of the REST door, with the gRPC code its answer carries."""
+    line, and the call metrics of its door (REST, gRPC-Web or Connect: T80), with the gRPC code
+    its answer carries."""
     if request.raw_path.partition("?")[0] == HEALTH_PATH:
         return await _admit(request)
     started = time.perf_counter()
@@ -143,15 +156,18 @@ async def handle(request: web.Request) -> web.StreamResponse:
     # P13: a SERVER span continuing the caller's `traceparent`, current while the call runs.
     parent = tracing.context_from_headers(request.headers)
     traced = tracing.start_server_span(request.method, parent)
+    # T80: told apart before admission, so the gauge, the metrics, the access line and a 429
+    # are the call's own door's.
+    web_call = _classify(request, request.app[GATEWAY].state)
+    door = metrics.REST if web_call is None else web_call.door
     try:
-        with metrics.in_flight(metrics.REST):
-            response = await _admit(request)
+        with metrics.in_flight(door):
+            response = await _admit(request, web_call)
         code, status = request.get(_CODE, "OK"), response.status
         return response
     finally:
         method = request.get(_RPC, "")
         seconds = time.perf_counter() - started
-        door = request.get(_DOOR, metrics.REST)  # T80: gRPC-Web and Connect count as theirs
         metrics.observe_call(method, door, code, seconds)
         log_call(door, method, code, seconds, request.remote or "", rid, status)
         traced.end(method, code, status)
@@ -180,22 +196,37 @@ async def _metrics_response(request: web.Request) -> web.Response:
     return response
 
 
-async def _admit(request: web.Request) -> web.StreamResponse:
+def _classify(request: web.Request, state: GatewayState) -> rpc_web_door.WebCall | None:
+    """A gRPC-Web or Connect call (T80), named for the metrics and the access line; None: REST."""
+    path = request.raw_path.partition("?")[0]
+    content_type = request.headers.get("Content-Type", "")
+    web_call = rpc_web_door.classify(request.method, path, content_type, state.routes.methods)
+    if web_call is not None:
+        request[_RPC] = web_call.full_method
+    return web_call
+
+
+async def _admit(
+    request: web.Request, web_call: rpc_web_door.WebCall | None = None
+) -> web.StreamResponse:
     """Every request: route, build, call, render; or one error response.
 
-    At most `max_concurrent_calls` run at once; past that, 429 at once (never a queue), except
-    for `/healthz`, which keeps answering under load (docs/decisions.md P3)."""
+    At most `max_concurrent_calls` run at once; past that, 429 at once (never a queue), in the
+    call's protocol (T80), except for `/healthz`, which keeps answering under load
+    (docs/decisions.md P3)."""
     box = request.app[GATEWAY]
     state = box.state
     if request.raw_path.partition("?")[0] == HEALTH_PATH:
-        return await _handle(request, state)
+        return await _handle(request, state, None)
     limit = state.options.max_concurrent_calls
     if box.in_flight >= limit:
         request[_CODE] = grpc.StatusCode.RESOURCE_EXHAUSTED.name
+        if web_call is not None:
+            return await rpc_web_door.refuse(request, web_call, _too_many_calls(limit))
         return error_response(_too_many_calls(limit), state)
     box.in_flight += 1
     try:
-        return await _handle(request, state)
+        return await _handle(request, state, web_call)
     finally:
         box.in_flight -= 1
 
@@ -205,27 +236,30 @@ def _too_many_calls(limit: int) -> TranscodeError:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         f"too many calls in flight (at most {limit}); try again later",
         http_status=TOO_MANY_REQUESTS,
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
 
 
-async def _handle(request: web.Request, state: GatewayState) -> web.StreamResponse:
+async def _handle(
+    request: web.Request, state: GatewayState, web_call: rpc_web_door.WebCall | None
+) -> web.StreamResponse:
     try:
-        return await _serve(request, state)
+        return await _serve(request, state, web_call)
     except Exception as exc:  # every failure is rendered the same way; CancelledError passes
         status = status_from_exception(exc)  # logs an unexpected one: once
         request[_CODE] = status.code.name
         return error_response(exc, state, status)
 
 
-async def _serve(request: web.Request, state: GatewayState) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, state: GatewayState, web_call: rpc_web_door.WebCall | None
+) -> web.StreamResponse:
+    if state.not_ready is not None:
+        _check_ready(state.not_ready)
     path, _, query = request.raw_path.partition("?")
     if path == HEALTH_PATH and request.method == "GET":
         return await _health_response(state)
-    content_type = request.headers.get("Content-Type", "")
-    web_call = rpc_web_door.classify(request.method, path, content_type, state.routes.methods)
     if web_call is not None:  # T80: gRPC-Web or Connect, told apart from REST by Content-Type
-        request[_RPC], request[_DOOR] = web_call.full_method, web_call.door
         context = rpc_web_door.Context(
             state.invoker, state.options, state.pool, request.get(REQUEST_ID)
         )
@@ -263,6 +297,15 @@ async def _serve(request: web.Request, state: GatewayState) -> web.StreamRespons
         stream = state.invoker.server_stream(route.rpc, message, call_options)
         return await stream_response(request, route, stream, state.options)
     return await _unary(request, state, match, message, call_options)
+
+
+def _check_ready(not_ready: NotReady) -> None:
+    """T73: 503 UNAVAILABLE with the reason (and `Retry-After: 1`) until there is none."""
+    reason = not_ready()
+    if reason is not None:
+        raise TranscodeError(
+            grpc.StatusCode.UNAVAILABLE, reason, headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
 
 
 async def _request_stream(

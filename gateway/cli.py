@@ -9,7 +9,6 @@ command runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from taskgate.command import (
     add_flag,
     add_limit_arguments,
     add_log_arguments,
+    add_loop_argument,
     add_shutdown_arguments,
     add_switch,
     add_tls_arguments,
@@ -30,6 +30,7 @@ from taskgate.command import (
     cors_origins,
     one_of,
     optional,
+    run_on_loop,
     seconds,
     tls_files,
 )
@@ -117,6 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
     add_tls_arguments(parser, env)
     add_upstream_tls_arguments(parser, env)
     add_log_arguments(parser, env)
+    add_loop_argument(parser, env)
     add_limit_arguments(parser, env)
     add_cors_arguments(parser, env)
     parser.set_defaults(run=run)
@@ -202,4 +204,4 @@ def run(args: argparse.Namespace) -> int:
 
     configure_from_environment()  # P13: OTEL_* variables, with the SDK installed
 
-    return asyncio.run(run_gateway(config))
+    return run_on_loop(run_gateway(config), args.loop)

@@ -7,13 +7,15 @@ with the HTTP status of `HTTP_STATUS_BY_CODE`; trailing metadata travels as `Tra
 headers. Server-streaming calls (`application/connect+json`, `application/connect+proto`) frame
 messages in envelopes (envelope.py) and always answer 200: the last frame (flag 0x02) is a JSON
 object with the error, if any, and the trailing metadata. Deadlines come from
-`Connect-Timeout-Ms`. The JSON codec is proto3 JSON (lowerCamel names out, either name in,
-unknown fields ignored) with the method's own descriptor pool (docs/decisions.md T82, T83).
+`Connect-Timeout-Ms`. A compression the door does not take (`Content-Encoding` of a unary call,
+`Connect-Content-Encoding` of a stream) is `unimplemented`, naming the ones it takes, as the
+protocol asks, where REST answers 415. The JSON codec is proto3 JSON (lowerCamel names out,
+either name in, unknown fields ignored) with the method's own descriptor pool
+(docs/decisions.md T82, T83).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +27,8 @@ from google.protobuf import descriptor_pool as descriptor_pool_module
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from taskgate.gateway import errors
+from taskgate.gateway.body import coding_of
 from taskgate.gateway.envelope import header_value, headers_from_metadata
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.json_fast import dump_json
@@ -34,6 +38,9 @@ END_STREAM_FLAG = 0x02
 PROTOCOL_VERSION_HEADER = "Connect-Protocol-Version"
 TIMEOUT_HEADER = "Connect-Timeout-Ms"
 STREAM_ENCODING_HEADER = "Connect-Content-Encoding"
+ACCEPT_STREAM_ENCODING_HEADER = "Connect-Accept-Encoding"
+#: The HTTP content codings a unary request may use (those body.py undoes).
+UNARY_ENCODINGS = "gzip, deflate"
 ERROR_CONTENT_TYPE = "application/json"
 TRAILER_PREFIX = "trailer-"
 _TIMEOUT = re.compile(r"[0-9]{1,10}")
@@ -58,23 +65,10 @@ CODE_NAMES: Mapping[grpc.StatusCode, str] = {
     grpc.StatusCode.DATA_LOSS: "data_loss",
     grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
 }
+#: Connect's table gives every error code the status google/rpc/code.proto's mapping gives it
+#: (REST's, T39), so the one table serves both doors; its tests check Connect's numbers.
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
+    code: status for code, status in errors.HTTP_STATUS_BY_CODE.items() if code in CODE_NAMES
 }
 
 
@@ -127,6 +121,32 @@ def check_protocol_version(version: str | None) -> None:
         )
 
 
+def check_unary_encoding(content_encoding: str) -> None:
+    """A unary request's `Content-Encoding` must be one the body reader undoes (body.py); any
+    other is `unimplemented` with `Accept-Encoding` listing those, as the protocol asks (REST
+    answers 415 instead)."""
+    try:
+        coding_of(content_encoding)
+    except TranscodeError as exc:
+        raise TranscodeError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            exc.status.message,
+            headers={"Accept-Encoding": UNARY_ENCODINGS},
+        ) from None
+
+
+def check_stream_encoding(encoding: str) -> None:
+    """A streaming request's `Connect-Content-Encoding`: identity or gzip, else `unimplemented`
+    with `Connect-Accept-Encoding: gzip`."""
+    coding = encoding.strip().lower()
+    if coding not in ("", "identity", "gzip"):
+        raise TranscodeError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f'unsupported {STREAM_ENCODING_HEADER} "{coding[:32]}": use gzip or identity',
+            headers={ACCEPT_STREAM_ENCODING_HEADER: "gzip"},
+        )
+
+
 def decode_message(
     codec: str,
     body: bytes,
@@ -155,10 +175,6 @@ def encode_message(
     if codec == "proto":
         return message.SerializeToString()
     return dump_json(json_format.MessageToDict(message, descriptor_pool=pool))
-
-
-def http_status_for(code: grpc.StatusCode) -> int:
-    return HTTP_STATUS_BY_CODE.get(code, 500)
 
 
 def error_to_dict(
@@ -220,12 +236,3 @@ def end_stream_message(
     if metadata:
         end["metadata"] = metadata
     return json.dumps(end, separators=(",", ":")).encode("utf-8")
-
-
-def decode_base64_message(text: str) -> bytes:
-    """A GET request's `message` with `base64=1`: URL-safe or standard, padded or not."""
-    cleaned = text.replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
-    except ValueError:
-        raise TranscodeError.invalid("the message query parameter is not valid base64") from None

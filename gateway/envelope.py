@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import grpc
 
 from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.metadata import binary_value
 from taskgate.rpc import Metadata
 
 HEADER_BYTES = 5
@@ -127,19 +128,10 @@ def metadata_from_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str,
         if not _VALID_KEY.fullmatch(key):
             continue
         if key.endswith("-bin"):
-            metadata.append((key, decode_binary(name, value)))
+            metadata.append((key, binary_value(name, value)))
         elif value.isascii():
             metadata.append((key, value))
     return metadata
-
-
-def decode_binary(name: str, value: str) -> bytes:
-    """A `-bin` value: base64, standard or URL-safe alphabet, padded or not."""
-    text = value.strip().replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except ValueError:
-        raise TranscodeError.invalid(f'header "{name}" must be base64-encoded') from None
 
 
 def header_value(value: str | bytes) -> str:

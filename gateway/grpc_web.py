@@ -74,10 +74,6 @@ def decode_text_body(body: bytes) -> bytes:
     return bytes(out)
 
 
-def encode_text_body(body: bytes) -> bytes:
-    return base64.b64encode(body)
-
-
 def percent_encode(message: str) -> str:
     """`grpc-message` as gRPC writes it: UTF-8, `%XX` for `%` and bytes outside 0x20-0x7E."""
     return "".join(

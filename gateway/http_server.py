@@ -8,8 +8,10 @@ Bounded (docs/decisions.md P2): a connection must send a complete request head w
 IDLE_TIMEOUT_SECONDS of opening or of its previous response, or it is closed; so are idle
 keep-alive connections (aiohttp's keep-alive timer covers both, since it runs from the moment a
 connection opens until a whole head has arrived). aiohttp's own body decompression is off: it
-inflates a whole body before any size check, so app.py inflates bodies itself, bounded (body.py),
-and also bounds the time a body may take to arrive.
+inflates a whole body before any size check, so the doors read bodies themselves: REST
+(app.py) and gRPC-Web and Connect (rpc_web_door.py) inflate them, bounded, and bound the time
+they may take to arrive (body.py); a streamed request (streaming.py) is bounded line by line and
+takes no compression.
 
 Every answer is the JSON error shape (docs/decisions.md T52), even for requests the app never
 sees: aiohttp answers a request it cannot parse itself, in plain text that quotes the request's

@@ -97,7 +97,7 @@ def metadata_from_headers(
         elif key != "authorization" and key not in options.forwarded_headers:
             continue
         if key.endswith("-bin"):
-            metadata.append((key, _binary_value(name, value)))
+            metadata.append((key, binary_value(name, value)))
         elif value.isascii():
             metadata.append((key, value))
     return metadata
@@ -179,7 +179,9 @@ def _canonical(key: str) -> str:
     return "-".join(part.capitalize() for part in key.split("-"))
 
 
-def _binary_value(header: str, value: str) -> bytes:
+def binary_value(header: str, value: str) -> bytes:
+    """A `-bin` header's value (every door's): base64, standard or URL-safe, padded or not;
+    400 naming the header otherwise."""
     try:
         return parse_base64(value.strip())
     except ValueError:

@@ -3,7 +3,8 @@
 `build_openapi(routes, options)` documents every route the gateway serves: path templates as
 OpenAPI paths, path and query parameters as the transcoder reads them (T16-T28), request and
 response bodies in the proto3 JSON mapping with the options' field names, the error body of the
-active style (T40), server streams as NDJSON (T45) and HttpBody as any media type (T36). Comments
+active style (T40), streamed answers (T45) and streamed requests (T62) as newline-delimited JSON
+and HttpBody as any media type (T36). Comments
 from `SourceCodeInfo`, when the caller has them (`comments_from_files`), become descriptions.
 docs/decisions.md P10 says how templates that OpenAPI cannot express are written.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from google.protobuf import descriptor, descriptor_pb2
 
 from taskgate.gateway.field_paths import FieldDescriptor, is_map, is_text_valued
+from taskgate.gateway.media import NDJSON_MEDIA_TYPE
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.path_template import PathTemplate, SegmentKind, Variable
 from taskgate.gateway.routing import HTTP_BODY, Route, RouteTable
@@ -26,7 +28,7 @@ from taskgate.gateway.routing import HTTP_BODY, Route, RouteTable
 __all__ = ["OPENAPI_VERSION", "build_openapi", "comments_from_files", "openapi_json"]
 
 OPENAPI_VERSION = "3.1.0"
-NDJSON = "application/x-ndjson"
+NDJSON = NDJSON_MEDIA_TYPE
 SSE = "text/event-stream"
 #: HTTP methods an OpenAPI 3.1 path item can hold.
 _OPERATIONS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -371,13 +373,22 @@ class _Builder:
         if route.body_field is None:
             return None
         if route.request_is_http_body:
-            return {"content": {"*/*": {}}, "description": "Raw bytes (google.api.HttpBody)."}
+            text = "Raw bytes (google.api.HttpBody)."
+            if route.client_streaming:  # T62: bytes have no line framing
+                text = "Not served: a stream of raw bytes has no line framing; answers 501."
+            return {"content": {"*/*": {}}, "description": text}
         if route.body_descriptor is None:
             schema = self.message_ref(route.method.input_type)
             description = "The whole request; fields bound by the path come from the path."
         else:
             schema = self.field_schema(route.body_descriptor)
             description = f"The request field `{route.body_descriptor.name}`."
+        if route.client_streaming:  # T62: one request message per line, sent as each arrives
+            return {
+                "description": "A stream: newline-delimited JSON, one request message per line, "
+                "each built as a single body would be. " + description,
+                "content": {NDJSON: {"schema": schema}, "application/json": {"schema": schema}},
+            }
         return {
             "description": description,
             "content": {"application/json": {"schema": schema}},

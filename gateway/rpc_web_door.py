@@ -1,13 +1,15 @@
 """gRPC-Web and Connect calls on the HTTP port, beside REST (docs/decisions.md T80-T87).
 
 `classify` picks these calls out (a POST to `/pkg.Service/Method`, a method of a served service,
-with a gRPC-Web or Connect Content-Type); `app.py` hands them to `serve`, after the same
-admission as REST (request id, `--max-concurrent-calls`, metrics, access line, span), so
-everything else about the port stays as it was. `serve` reads the body within the REST door's
-bounds (body.py), builds the request metadata and deadline of its protocol, runs the call
-through the same `Invoker` (in-process for `serve`, the upstream channel for `gateway`) and
-writes the answer in its protocol, errors included: nothing here raises past `serve` except
-cancellation, so an error never turns into the REST door's JSON.
+with a gRPC-Web or Connect Content-Type) as `app.py`'s `handle` receives them, before
+admission, so the in-flight gauge, the metrics and the access line name their door; they then
+go through the same admission as REST (request id, span, `--max-concurrent-calls`, whose
+refusal `refuse` answers in the call's protocol), and everything else about the port stays as
+it was. `serve` reads the body within the REST door's bounds (body.py), builds the request
+metadata and deadline of its protocol, runs the call through the same `Invoker` (in-process
+for `serve`, the upstream channel for `gateway`) and writes the answer in its protocol, errors
+included: nothing here raises past `serve` except cancellation, so an error never turns into
+the REST door's JSON.
 
 Client-streaming and bidirectional methods are answered UNIMPLEMENTED: over HTTP/1.1 neither
 protocol can carry them, and the protocols' own half-duplex forms are not served (T87).
@@ -39,7 +41,7 @@ from taskgate.gateway.envelope import (
     metadata_from_headers,
     split_frames,
 )
-from taskgate.gateway.errors import TranscodeError, status_from_exception
+from taskgate.gateway.errors import TranscodeError, http_status_for, status_from_exception
 from taskgate.gateway.grpc_web import WebContentType
 from taskgate.gateway.invoker import Invoker
 from taskgate.gateway.metadata import parse_grpc_timeout
@@ -102,6 +104,27 @@ async def serve(
     if isinstance(call.kind, WebContentType):
         return await _serve_grpc_web(request, call, call.kind, context)
     return await _serve_connect(request, call, call.kind, context)
+
+
+async def refuse(request: web.Request, call: WebCall, error: TranscodeError) -> web.StreamResponse:
+    """A call turned away before anything of it is read (`--max-concurrent-calls`), answered
+    in its protocol with the error's headers (`Retry-After`): gRPC-Web's trailer frame (T81),
+    Connect's error JSON with its HTTP status (T82) or its end-of-stream message (T83)."""
+    status, kind = error.status, call.kind
+    if isinstance(kind, ConnectContentType) and not kind.streaming:
+        return _connect_error(error, None)
+    stream = web.StreamResponse(status=200, headers=error.headers)
+    writer: _BinaryWriter | _TextWriter
+    if isinstance(kind, WebContentType):
+        stream.content_type = kind.response_content_type
+        writer = _TextWriter(stream) if kind.text else _BinaryWriter(stream)
+        last = grpc_web.trailer_frame(status)
+    else:
+        stream.content_type = kind.content_type
+        writer = _BinaryWriter(stream)
+        last = frame(connect.END_STREAM_FLAG, connect.end_stream_message(status, (), None))
+    await _finish(request, stream, writer, last, status)
+    return stream
 
 
 # --- gRPC-Web -----------------------------------------------------------------------------
@@ -215,6 +238,7 @@ async def _connect_unary(
         connect.check_protocol_version(request.headers.get(connect.PROTOCOL_VERSION_HEADER))
         timeout = connect.parse_timeout(request.headers.get(connect.TIMEOUT_HEADER))
         options = _call_options(request, call, context, timeout)
+        connect.check_unary_encoding(request.headers.get("Content-Encoding", ""))
         body = await _read(request, context.options, framed=False)
         message = _new_request(call.method)
         connect.decode_message(kind.codec, body, message, pool)
@@ -231,16 +255,30 @@ async def _connect_unary(
         return response, "OK"
     except Exception as exc:  # rendered in Connect's error shape; CancelledError passes
         status = status_from_exception(exc)
-        response = web.Response(
-            status=connect.http_status_for(status.code),
-            body=connect.error_body(status, context.pool or pool),
-            content_type=connect.ERROR_CONTENT_TYPE,
-        )
-        for name, value in headers_from_metadata(getattr(exc, "header_metadata", ())):
-            response.headers.add(name, value)
-        for name, value in connect.trailer_headers(getattr(exc, "trailing_metadata", ())):
-            response.headers.add(name, value)
-        return response, status.code.name
+        return _connect_error(exc, context.pool or pool, status), status.code.name
+
+
+def _connect_error(
+    exc: Exception,
+    pool: descriptor_pool_module.DescriptorPool | None,
+    status: RpcStatus | None = None,
+) -> web.Response:
+    """A failed Connect unary call (T82): the error JSON with its HTTP status, the failed call's
+    metadata as headers and `Trailer-*` headers, and the gateway's own error headers."""
+    if status is None:
+        status = status_from_exception(exc)
+    response = web.Response(
+        status=http_status_for(status.code),
+        body=connect.error_body(status, pool),
+        content_type=connect.ERROR_CONTENT_TYPE,
+    )
+    for name, value in headers_from_metadata(getattr(exc, "header_metadata", ())):
+        response.headers.add(name, value)
+    for name, value in connect.trailer_headers(getattr(exc, "trailing_metadata", ())):
+        response.headers.add(name, value)
+    if isinstance(exc, TranscodeError):
+        response.headers.update(exc.headers)
+    return response
 
 
 async def _connect_stream(
@@ -257,8 +295,9 @@ async def _connect_stream(
         connect.check_protocol_version(request.headers.get(connect.PROTOCOL_VERSION_HEADER))
         timeout = connect.parse_timeout(request.headers.get(connect.TIMEOUT_HEADER))
         options = _call_options(request, call, context, timeout)
-        body = await _read(request, context.options)
         encoding = request.headers.get(connect.STREAM_ENCODING_HEADER, "")
+        connect.check_stream_encoding(encoding)
+        body = await _read(request, context.options)
         payload = _one_message(body, encoding, context.options)
         message = _new_request(call.method)
         connect.decode_message(kind.codec, payload, message, pool)
@@ -267,6 +306,8 @@ async def _connect_stream(
     except Exception as exc:  # in the end-of-stream message; CancelledError passes
         status = status_from_exception(exc)
         trailing = getattr(exc, "trailing_metadata", ())
+        if isinstance(exc, TranscodeError) and not response.prepared:
+            response.headers.update(exc.headers)  # Connect-Accept-Encoding
     end = connect.end_stream_message(status, trailing, context.pool or pool)
     last = frame(connect.END_STREAM_FLAG, end)
     return response, await _finish(request, response, writer, last, status)

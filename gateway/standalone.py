@@ -24,7 +24,6 @@ from pathlib import Path
 
 import grpc
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 
@@ -35,7 +34,7 @@ from taskgate.command import (
     SignalHandlers,
     shutdown_lag,
 )
-from taskgate.gateway.app import LIVE_PATH, METRICS_PATH, create_gateway_app, replace_routes
+from taskgate.gateway.app import NotReady, create_gateway_app, replace_routes
 from taskgate.gateway.discovery import (
     DetailTypes,
     DiscoveredServices,
@@ -43,15 +42,12 @@ from taskgate.gateway.discovery import (
     discover_services,
     load_descriptor_set,
 )
-from taskgate.gateway.errors import error_body
 from taskgate.gateway.http_rules import RouteConfigError
 from taskgate.gateway.http_server import start_http
-from taskgate.gateway.json_codec import JSON_CONTENT_TYPE
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.routing import RouteTable
 from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
 from taskgate.logs import RateLimitedLog
-from taskgate.rpc import RpcStatus
 from taskgate.tls import ServerTLS, ServerTLSFiles, TLSError, UpstreamTLS
 
 log = logging.getLogger(__name__)
@@ -64,7 +60,6 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 #: the last (T73).
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 10.0
-SERVICE_UNAVAILABLE = 503
 
 
 class GatewayStartupError(Exception):
@@ -216,7 +211,7 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
         if discovered is not None:
             routes = _route_table(discovered, config)
             pool = discovered.pool
-        else:  # T73: nothing to serve yet; the middleware answers 503 until discovery succeeds
+        else:  # T73: nothing to serve yet; the app answers 503 until discovery succeeds
             routes, pool = RouteTable(()), descriptor_pool.DescriptorPool()
         invoker = _invoker(channel, config, pool)
 
@@ -235,8 +230,8 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             descriptor_pool=pool,
             cors_origins=config.cors_origins,
             comments=None if discovered is None else discovered.comments,
+            not_ready=_not_ready(readiness, config.upstream),
         )
-        app.middlewares.append(_until_ready(readiness, config))
         tls = _load_tls(config)
         try:
             port = await start_http(
@@ -301,30 +296,16 @@ def _invoker(
     )
 
 
-def _until_ready(readiness: Readiness, config: StandaloneConfig) -> Middleware:
-    """Middleware: while the upstream has not been discovered, 503 UNAVAILABLE naming it for
-    every request but `/livez` and `/metrics` (T73)."""
-    options = config.options
+def _not_ready(readiness: Readiness, upstream: str) -> NotReady:
+    """Why the app answers 503 UNAVAILABLE naming the upstream, until it has been discovered
+    (T73); app.py answers it like any error, so it is logged, counted and has a request id."""
 
-    @web.middleware
-    async def until_ready(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if readiness.ready or request.path in (LIVE_PATH, METRICS_PATH):
-            return await handler(request)
-        status = RpcStatus(
-            grpc.StatusCode.UNAVAILABLE,
-            f"upstream {config.upstream} is not ready: {readiness.reason}",
-        )
-        body = error_body(
-            status, options.error_style, use_proto_field_names=options.use_proto_field_names
-        )
-        return web.Response(
-            status=SERVICE_UNAVAILABLE,
-            body=body,
-            content_type=JSON_CONTENT_TYPE,
-            headers={"Retry-After": "1"},
-        )
+    def reason() -> str | None:
+        if readiness.ready:
+            return None
+        return f"upstream {upstream} is not ready: {readiness.reason}"
 
-    return until_ready
+    return reason
 
 
 async def _discover_then_refresh(

@@ -8,7 +8,8 @@ metadata goes out as `Grpc-Metadata-*` headers with the first message (T61).
 
 A client-streaming or bidirectional request body is read line by line as it arrives
 (`LineSplitter`, pure), each line becoming one request message as a unary body would (T62);
-each line is bounded by the body limits, not the whole stream (T63).
+each line is bounded by the body limits, not the whole stream (T63). Such a body may say it is
+`application/x-ndjson` or `application/jsonl` as well as JSON (media.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from taskgate.gateway.errors import TranscodeError, status_from_exception, statu
 from taskgate.gateway.invoker import ResponseStream
 from taskgate.gateway.json_codec import DEFAULT_BINARY_CONTENT_TYPE, render_response
 from taskgate.gateway.json_fast import dump_json
+from taskgate.gateway.media import NDJSON_MEDIA_TYPE
 from taskgate.gateway.metadata import headers_from_metadata
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.request_mapping import build_request
@@ -43,7 +45,7 @@ from taskgate.rpc import RpcStatus
 
 log = logging.getLogger(__name__)
 
-NDJSON_CONTENT_TYPE = "application/x-ndjson"
+NDJSON_CONTENT_TYPE = NDJSON_MEDIA_TYPE
 SSE_CONTENT_TYPE = "text/event-stream"
 
 

@@ -9,8 +9,8 @@ followed by the trailer section (docs/decisions.md T60).
 When trailers are sent: always with `always=True` (the kfp preset, `always_send_trailers`),
 otherwise when the request says `TE: trailers`; and only when there is at least one trailer,
 so an answer without trailing metadata keeps its Content-Length. Trailers need HTTP/1.1 and a
-body: to an HTTP/1.0 client, and on HEAD, 204 and 304, they are sent as headers instead (as
-they were before, and as grpc-gateway's HEAD answers end up). The body is gzip-compressed by
+body: to an HTTP/1.0 client, and on HEAD, 204 and 304, they are sent as headers instead, so
+they are not lost (grpc-gateway's HEAD answers end up the same). The body is gzip-compressed by
 the same rule as every other answer (T49, `encoding.compress_response`) before it is framed.
 """
 

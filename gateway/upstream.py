@@ -40,12 +40,18 @@ BAD_GATEWAY = 502
 #: (grpc's default is 20 s): an upstream that accepts and then says nothing is a 504 this soon
 #: even for a call without a deadline (docs/decisions.md T70).
 CONNECT_TIMEOUT_MS = 5000
+#: The channel accepts only the identity encoding (bit 0 of grpc-core's enabled-algorithms set),
+#: so an upstream that compresses for clients that accept it (as `taskgate serve` does, P12)
+#: sends its responses as they are: compressing costs both ends CPU on a hop that is usually
+#: loopback or one rack (docs/decisions.md T90).
+IDENTITY_ONLY = 1
 #: Keepalive stays off (grpc's client default); reconnect quickly once the upstream is back.
 #: The message size limits (--max-message-bytes) are added by `open_upstream_channel`.
 CHANNEL_OPTIONS: Final[Sequence[tuple[str, int]]] = (
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 5000),
     ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),  # grpc's name for the connect timeout
+    ("grpc.compression_enabled_algorithms_bitset", IDENTITY_ONLY),
 )
 #: How grpc-core words "no connection" (as opposed to an UNAVAILABLE the service chose to send).
 _TRANSPORT_PREFIXES: Final = (

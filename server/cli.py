@@ -10,7 +10,6 @@ once the command runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from taskgate.command import (
     add_flag,
     add_limit_arguments,
     add_log_arguments,
+    add_loop_argument,
     add_shutdown_arguments,
     add_tls_arguments,
     configure_logging,
@@ -31,6 +31,7 @@ from taskgate.command import (
     optional,
     positive_int,
     run_command,
+    run_on_loop,
     tls_files,
 )
 from taskgate.server.settings import DEFAULT_DATA_DIR, DEFAULT_GRPC_ADDRESS, ServeSettings
@@ -105,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
     add_shutdown_arguments(parser, env)
     add_tls_arguments(parser, env)
     add_log_arguments(parser, env)
+    add_loop_argument(parser, env)
     add_limit_arguments(parser, env)
     add_cors_arguments(parser, env)
     add_authz_arguments(parser, env)
@@ -164,6 +166,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         data_dir=args.data_dir,
         workers=args.workers,
         log_level=args.log_level,
+        loop=args.loop,
         log_format=args.log_format,
         grace_period=args.shutdown_grace,
         shutdown_lag=args.shutdown_lag,
@@ -194,13 +197,13 @@ def run(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         from taskgate.server.workers import run_workers
 
-        return asyncio.run(run_workers(settings))  # each worker configures its traces
+        return run_on_loop(run_workers(settings), settings.loop)  # each worker: its traces
     from taskgate.server.lifecycle import run_serve
     from taskgate.tracing import configure_from_environment
 
     configure_from_environment()  # P13: OTEL_* variables, with the SDK installed
 
-    return asyncio.run(run_serve(settings))
+    return run_on_loop(run_serve(settings), settings.loop)
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:

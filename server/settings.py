@@ -29,6 +29,8 @@ class ServeSettings:
     data_dir: Path = DEFAULT_DATA_DIR
     workers: int = 1
     log_level: str = "INFO"
+    #: --loop: "asyncio" or "uvloop" (decision P30); --workers children run on it too.
+    loop: str = "asyncio"
     #: --log-format: "text" or "json" (one JSON object per line).
     log_format: str = "text"
     #: --shutdown-grace: seconds after SIGTERM/SIGINT within which in-flight calls on both

@@ -23,7 +23,7 @@ from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from taskgate.command import SignalHandlers, configure_logging
+from taskgate.command import SignalHandlers, configure_logging, run_on_loop
 from taskgate.metrics import MULTIPROC_ENV
 from taskgate.server.database import database_origin, database_url, migrated_pool
 from taskgate.server.settings import ServeSettings
@@ -136,4 +136,4 @@ def _worker_main(settings: ServeSettings, index: int) -> None:
     from taskgate.tracing import configure_from_environment
 
     configure_from_environment()  # P13: each worker exports its own spans
-    raise SystemExit(asyncio.run(run_serve(settings, reuse_port=True)))
+    raise SystemExit(run_on_loop(run_serve(settings, reuse_port=True), settings.loop))

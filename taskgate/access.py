@@ -64,4 +64,17 @@ def log_call(
         fields["status"] = status
     fields.update(ms=ms, peer=peer or "-")
     text = " ".join(f"{key}={value}" for key, value in fields.items())
-    log.info("%s request_id=%s", text, rid, extra={"access": fields, "request_id": rid})
+    # P31: made and handed to the handlers directly, as `log.info` would, but without its walk
+    # up the stack for a caller file and line that no format prints (a sixth of the line's cost).
+    record = log.makeRecord(
+        log.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s request_id=%s",
+        (text, rid),
+        None,
+        "log_call",
+        {"access": fields, "request_id": rid},
+    )
+    log.handle(record)

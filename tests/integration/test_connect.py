@@ -77,6 +77,16 @@ async def test_unary_proto_with_gzip_request_body(
     assert pb.Scalars.FromString(answer.body) == request
 
 
+async def test_unsupported_content_encoding_is_unimplemented(
+    gateway: str, http: aiohttp.ClientSession
+) -> None:
+    """Connect's rule (`unimplemented`, naming what is accepted), not REST's 415 (T82)."""
+    answer = await connect_unary(http, gateway + ECHO, b"\x00", headers={"Content-Encoding": "br"})
+    assert answer.http_status == 501
+    assert answer.headers["Accept-Encoding"] == "gzip, deflate"
+    assert answer.json()["code"] == "unimplemented"
+
+
 async def test_error_with_details(gateway: str, http: aiohttp.ClientSession) -> None:
     body = json.dumps({"code": 9, "message": "not now", "withDetails": True}).encode()
     answer = await connect_unary(http, gateway + FAIL, body)

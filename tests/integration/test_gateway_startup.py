@@ -51,6 +51,10 @@ async def assert_waiting(url: str, target: str) -> None:
         assert body["code"] == UNAVAILABLE
         assert body["message"].startswith(f"upstream {target} is not ready: cannot reach")
     assert (await get(f"{url}/livez"))[0] == 200
+    # Answered by the app like any error: observed, with a request id (T73, P11).
+    async with aiohttp.ClientSession() as http, http.get(f"{url}{BOOK}") as response:
+        assert response.headers["Retry-After"] == "1"
+        assert response.headers["X-Request-Id"]
 
 
 async def test_waits_for_the_upstream_then_serves() -> None:

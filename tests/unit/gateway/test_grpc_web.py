@@ -18,6 +18,7 @@ from taskgate.gateway import envelope, grpc_web
 from taskgate.gateway.app import create_gateway_app
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.invoker import UnaryResult
+from taskgate.gateway.metadata import binary_value
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.rpc_web_door import classify
 from taskgate.rpc import RpcStatus, RpcStatusError
@@ -118,7 +119,7 @@ def test_trailer_frame_carries_status_details_and_metadata() -> None:
     assert lines[:2] == ["grpc-status:5", "grpc-message:no such book: %C3%A9"]
     key, _, value = lines[2].partition(":")
     assert key == "grpc-status-details-bin"
-    decoded = status_pb2.Status.FromString(envelope.decode_binary(key, value))
+    decoded = status_pb2.Status.FromString(binary_value(key, value))
     assert (decoded.code, decoded.message, list(decoded.details)) == (5, status.message, [detail])
     assert lines[3:] == ["x-t:v", "x-b-bin:AP8", ""]
 
@@ -251,9 +252,7 @@ async def test_error_goes_in_the_trailer_frame_with_details(aiohttp_client: Clie
     messages, trailers = parse_response(await response.read())
     assert messages == []
     assert (trailers["grpc-status"], trailers["grpc-message"]) == ("5", "no book")
-    details = status_pb2.Status.FromString(
-        envelope.decode_binary("d", trailers["grpc-status-details-bin"])
-    )
+    details = status_pb2.Status.FromString(binary_value("d", trailers["grpc-status-details-bin"]))
     assert list(details.details) == [detail]
 
 

@@ -6,7 +6,11 @@ import pytest
 
 from taskgate.gateway.cors import EXPOSED, cors_headers
 from taskgate.gateway.errors import TranscodeError
-from taskgate.gateway.media import check_json_media_type, is_json_media_type
+from taskgate.gateway.media import (
+    check_json_media_type,
+    is_json_media_type,
+    is_stream_media_type,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +33,24 @@ from taskgate.gateway.media import check_json_media_type, is_json_media_type
 )
 def test_json_media_types(content_type: str, accepted: bool) -> None:
     assert is_json_media_type(content_type) is accepted
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        ("", True),
+        ("application/json", True),
+        ("application/x-ndjson", True),
+        ("application/JSONL; charset=utf-8", True),
+        ("application/x-jsonlines", False),
+        ("text/plain", False),
+    ],
+)
+def test_stream_media_types(content_type: str, accepted: bool) -> None:
+    """T62: a streamed body may also be newline-delimited JSON; a unary one may not."""
+    assert is_stream_media_type(content_type) is accepted
+    if content_type.startswith("application/x-ndjson"):
+        assert not is_json_media_type(content_type)
 
 
 def test_415_names_the_media_type() -> None:

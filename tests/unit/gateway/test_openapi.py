@@ -196,6 +196,25 @@ def test_streams_http_body_and_response_body() -> None:
     assert title["content"]["application/json"]["schema"] == {"type": "string"}
 
 
+def test_streamed_requests_are_newline_delimited_json() -> None:
+    """T62: client-streaming and bidirectional bodies are one message per line."""
+    document = build_openapi(fixture_table(), GENERIC)
+    imported = operation(document, "/v1/shelves/import/books", "post")
+    body = imported["requestBody"]
+    assert list(body["content"]) == ["application/x-ndjson", "application/json"]
+    assert body["content"]["application/x-ndjson"]["schema"] == {"$ref": REF + "tgtest.Book"}
+    assert "one request message per line" in body["description"]
+    assert "application/json" in imported["responses"]["200"]["content"]  # answered once
+    chat = operation(document, "/v1/{parent}/books:chat", "post")
+    line = chat["requestBody"]["content"]["application/x-ndjson"]["schema"]
+    assert line == {"$ref": REF + "tgtest.CreateBookRequest"}
+    answers = chat["responses"]["200"]["content"]["application/x-ndjson"]["schema"]
+    assert answers["properties"]["result"] == {"$ref": REF + "tgtest.Book"}
+    upload = operation(document, "/v1/{name}:uploadStream", "post")["requestBody"]
+    assert "answers 501" in upload["description"]
+    validate(document)
+
+
 def test_json_bytes_are_the_document() -> None:
     import json
 

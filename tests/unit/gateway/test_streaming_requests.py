@@ -229,6 +229,34 @@ async def test_a_client_streaming_url_is_not_served_by_a_broader_route(
     assert invoker.calls == []
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-ndjson", "application/jsonl", "Application/X-NDJSON; charset=utf-8"],
+)
+async def test_a_streamed_body_may_say_it_is_ndjson(
+    aiohttp_client: ClientFactory, content_type: str
+) -> None:
+    invoker = StreamingFake()
+    client = await aiohttp_client(create_gateway_app(TABLE, invoker, GENERIC))
+    headers = {"Content-Type": content_type}
+    resp = await client.post("/v1/shelves/import/books", data=b'{"title":"a"}\n', headers=headers)
+    assert resp.status == 200
+    assert await resp.json() == {"totalSize": 1}
+
+
+async def test_ndjson_is_for_streamed_bodies_only(aiohttp_client: ClientFactory) -> None:
+    invoker = StreamingFake()
+    client = await aiohttp_client(create_gateway_app(TABLE, invoker, GENERIC))
+    plain = {"Content-Type": "text/plain"}
+    resp = await client.post("/v1/shelves/import/books", data=b'{"title":"a"}\n', headers=plain)
+    assert resp.status == 415
+    assert "application/x-ndjson" in (await resp.json())["message"]
+    unary = {"Content-Type": "application/x-ndjson"}  # CreateBook takes one JSON body
+    resp = await client.post("/v1/shelves/s1/books", data=b'{"title":"a"}', headers=unary)
+    assert resp.status == 415
+    assert invoker.calls == []
+
+
 async def test_client_streaming_sends_every_line(aiohttp_client: ClientFactory) -> None:
     invoker = StreamingFake()
     client = await aiohttp_client(create_gateway_app(TABLE, invoker, GENERIC))

@@ -296,6 +296,20 @@ def _invoker(
     )
 
 
+def _serve_discovered(
+    app: web.Application,
+    channel: grpc.aio.Channel,
+    config: StandaloneConfig,
+    running: RunningGateway,
+    discovered: DiscoveredServices,
+    routes: RouteTable,
+) -> None:
+    """Serve `routes` (built from `discovered`) from the next request on."""
+    invoker = _invoker(channel, config, discovered.pool)
+    replace_routes(app, routes, invoker, discovered.pool, comments=discovered.comments)
+    running.routes = routes
+
+
 def _not_ready(readiness: Readiness, upstream: str) -> NotReady:
     """Why the app answers 503 UNAVAILABLE naming the upstream, until it has been discovered
     (T73); app.py answers it like any error, so it is logged, counted and has a request id."""
@@ -351,14 +365,7 @@ async def _wait_for_upstream(
             log.exception("discovery failed; retrying")
             continue
         routes = _route_table(discovered, config)
-        replace_routes(
-            app,
-            routes,
-            _invoker(channel, config, discovered.pool),
-            discovered.pool,
-            comments=discovered.comments,
-        )
-        running.routes = routes
+        _serve_discovered(app, channel, config, running, discovered, routes)
         running.readiness.ready = True
         log.info(
             "upstream %s is up after %d attempts: serving %d routes",
@@ -403,14 +410,7 @@ async def _refresh_forever(
         except Exception:  # a bug must not end refreshing for the life of the process
             log.exception("refresh failed, keeping the current routes")
             continue
-        replace_routes(
-            app,
-            routes,
-            _invoker(channel, config, discovered.pool),
-            discovered.pool,
-            comments=discovered.comments,
-        )
-        running.routes = routes
+        _serve_discovered(app, channel, config, running, discovered, routes)
         log.info("refreshed: %d routes from %s", len(routes.routes), config.upstream)
 
 

@@ -441,6 +441,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16, help="calls in flight (default 16)")
     parser.add_argument("--window", type=float, default=10.0, help="recording interval, s")
     parser.add_argument("--database-url", help="external PostgreSQL instead of an embedded one")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the server's --log-level (default INFO, as shipped: one access line per call)",
+    )
     args = parser.parse_args()
     if not 1 <= args.workers <= 256 or not 1 <= args.duration <= 24 * 3600:
         parser.error("--workers 1..256, --duration 1..86400")
@@ -454,7 +459,7 @@ def main() -> int:
         "serve",
         "--grpc-address", f"127.0.0.1:{GRPC_PORT}",
         "--http-address", f"127.0.0.1:{REST_PORT}",
-        "--log-level", "WARNING",
+        "--log-level", args.log_level,
     ]  # fmt: skip
     env = dict(os.environ)
     env.pop("TASKGATE_DATABASE_URL", None)

@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
 
+from taskgate.gateway import json_reader
 from taskgate.gateway.timestamps import TIMESTAMP_TYPE, is_rfc3339
 
 FieldDescriptor = descriptor.FieldDescriptor
@@ -77,10 +78,12 @@ class FieldIndex:
     roots is looked up without being kept.
     """
 
-    __slots__ = ("_by_message",)
+    __slots__ = ("_by_message", "body_reader")
 
     def __init__(self, roots: Iterable[descriptor.Descriptor]) -> None:
         self._by_message: dict[descriptor.Descriptor, dict[str, FieldDescriptor]] = {}
+        #: json_reader's plans for these messages' JSON bodies, kept as long as this index
+        self.body_reader = json_reader.Reader()
         pending = list(roots)
         while pending:
             message = pending.pop()

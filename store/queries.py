@@ -24,6 +24,19 @@ RETURNING
     id, namespace, pipeline_name, run_id, mlmd_execution_id, created_at, finished_at, fingerprint
 """
 
+#: Many tasks in one statement (group commit, docs/decisions.md P34): one array per column, the
+#: i-th elements making the i-th row. One statement, so the triggers of migration 0003 run once.
+INSERT_TASKS: Final = """
+INSERT INTO tasks
+    (id, namespace, pipeline_name, run_id, mlmd_execution_id, created_at, finished_at, fingerprint)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+    $8::text[]
+)
+RETURNING
+    id, namespace, pipeline_name, run_id, mlmd_execution_id, created_at, finished_at, fingerprint
+"""
+
 INSERT_KEY_IF_ABSENT: Final = """
 INSERT INTO taskgate_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING
 """

@@ -20,6 +20,7 @@ from taskgate import metrics, tracing
 from taskgate.logs import RateLimitedLog
 from taskgate.store import queries
 from taskgate.store.errors import StoreError, StoreUnavailableError
+from taskgate.store.group_commit import GroupCommit
 from taskgate.store.pool import ACQUIRE_TIMEOUT_SECONDS, reason
 from taskgate.store.records import Cursor, NewTask, TaskPage, TaskQuery, TaskRecord
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT_SECONDS = 2.0
 SIGNING_KEY_NAME = "page_token_key"
 TOKEN_KEY_BYTES = 32
+#: Group commit of concurrent CreateTask calls (docs/decisions.md P34): rows per INSERT, and
+#: INSERT batches running at once (each on its own pooled connection).
+MAX_BATCH_ROWS = 64
+MAX_BATCHES_IN_FLIGHT = 1
 
 # Losing the database, as opposed to a bad statement: the caller may retry elsewhere or later.
 # Every client-side error of asyncpg's is of this kind (a lost or closed connection or pool, a
@@ -84,14 +89,83 @@ class TaskStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._token_key: bytes | None = None
+        self._creates = GroupCommit(
+            self._insert_batch, max_batch=MAX_BATCH_ROWS, max_in_flight=MAX_BATCHES_IN_FLIGHT
+        )
 
     async def create_task(self, new_task: NewTask) -> TaskRecord:
-        """Insert a task with a fresh lowercase UUIDv4 id; committed before this returns."""
+        """Insert a task with a fresh lowercase UUIDv4 id; committed before this returns.
+
+        Concurrent calls are committed together (group commit, P34): while an INSERT is in
+        flight the next calls queue, and the next INSERT writes them all in one statement;
+        each caller gets its own outcome."""
+        return await self._creates.submit((str(uuid.uuid4()), new_task))
+
+    async def _insert_batch(
+        self, batch: list[tuple[str, NewTask]]
+    ) -> list[TaskRecord | BaseException]:
+        """One outcome per (id, task), in order. One row: the single-row INSERT. More: one
+        multi-row INSERT; if PostgreSQL rejects it (a value, a constraint: nothing of it is
+        committed), each row again on its own, so only a bad row's caller gets its error. A
+        lost database fails every caller with StoreUnavailableError."""
+        if len(batch) == 1:
+            return await self._insert_each(batch)
+        rows: list[asyncpg.Record] | None = None
+        try:
+            async with self._connection("create_task") as connection:
+                with tracing.database_span("INSERT", "tasks"):  # P13: a span per statement
+                    rows = await connection.fetch(
+                        queries.INSERT_TASKS,
+                        [task_id for task_id, _ in batch],
+                        [task.namespace for _, task in batch],
+                        [task.pipeline_name for _, task in batch],
+                        [task.run_id for _, task in batch],
+                        [task.mlmd_execution_id for _, task in batch],
+                        [task.created_at for _, task in batch],
+                        [task.finished_at for _, task in batch],
+                        [task.fingerprint for _, task in batch],
+                    )
+        except StoreError as error:
+            if rows is not None:
+                pass  # committed: only releasing the connection failed
+            elif isinstance(error, StoreUnavailableError):
+                return [_unavailable(error) for _ in batch]
+            else:  # rejected as a whole, so nothing of it is committed
+                return await self._insert_each(batch)
+        by_id = {str(row["id"]): row for row in rows or ()}
+        return [
+            _record_from_row(by_id[task_id])
+            if task_id in by_id
+            else StoreError("create_task failed: INSERT returned no row")
+            for task_id, _ in batch
+        ]
+
+    async def _insert_each(
+        self, batch: list[tuple[str, NewTask]]
+    ) -> list[TaskRecord | BaseException]:
+        """Each row by the single-row INSERT; once the database is lost, the rest are not tried
+        (each would wait for a connection in vain)."""
+        outcomes: list[TaskRecord | BaseException] = []
+        lost: StoreUnavailableError | None = None
+        for task_id, new_task in batch:
+            if lost is not None:
+                outcomes.append(_unavailable(lost))
+                continue
+            try:
+                outcomes.append(await self._insert_one(task_id, new_task))
+            except StoreUnavailableError as error:
+                lost = error
+                outcomes.append(error)
+            except StoreError as error:
+                outcomes.append(error)
+        return outcomes
+
+    async def _insert_one(self, task_id: str, new_task: NewTask) -> TaskRecord:
         async with self._connection("create_task") as connection:
             with tracing.database_span("INSERT", "tasks"):  # P13: a span per statement
                 row = await connection.fetchrow(
                     queries.INSERT_TASK,
-                    str(uuid.uuid4()),
+                    task_id,
                     new_task.namespace,
                     new_task.pipeline_name,
                     new_task.run_id,
@@ -181,6 +255,13 @@ class TaskStore:
             return False
         except TimeoutError:
             return False
+
+
+def _unavailable(error: StoreUnavailableError) -> StoreUnavailableError:
+    """A caller's own copy of a batch's StoreUnavailableError (each raises and chains its own)."""
+    copy = StoreUnavailableError(*error.args)
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 def _pool_gauges(pool: asyncpg.Pool) -> None:

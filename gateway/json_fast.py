@@ -4,7 +4,8 @@ json_format.MessageToDict walks every field in Python and asks the descriptor ab
 for every message. This writer asks protobuf only for the fields that are set (`ListFields`, in
 C) and converts them with a plan compiled once per message type. It covers what list and get
 responses are made of: strings, bools, integers, enums, bytes, nested messages, repeated fields
-and maps of those, and google.protobuf.* values (delegated to json_format, one field at a time).
+and maps of those, Timestamps (`timestamp_text`, ToJsonString's text made faster), and other
+google.protobuf.* values (delegated to json_format, one field at a time).
 Anything else (float and double fields, Any, proto2 extensions, unpopulated output) makes
 `to_value` return None, and the caller uses json_format for the whole message.
 
@@ -14,6 +15,7 @@ Anything else (float and double fields, Any, proto2 extensions, unpopulated outp
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from collections.abc import Callable
 from typing import Any
@@ -105,6 +107,8 @@ def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
     message = field.message_type
     if message is None:
         return _scalar(field)
+    if message.full_name == "google.protobuf.Timestamp":
+        return timestamp_text
     if message.full_name in _TO_JSON_STRING:
         return _to_json_string  # what json_format itself calls for these
     if message.full_name.startswith("google.protobuf."):
@@ -132,7 +136,40 @@ def _scalar(field: descriptor.FieldDescriptor) -> Convert:
     raise _UnsupportedError  # float, double (NaN, Infinity, float32 rounding), groups
 
 
-_TO_JSON_STRING = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration"})
+_TO_JSON_STRING = frozenset({"google.protobuf.Duration"})
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(60))
+#: protobuf's range for a Timestamp (0001-01-01 to 9999-12-31); outside it, ToJsonString raises.
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+#: days since 1970 -> "YYYY-MM-DD", for the days recently written (ints and strings only).
+_days: dict[int, str] = {}
+MAX_DAYS = 4096
+
+
+def timestamp_text(timestamp: Any) -> str:
+    """Timestamp.ToJsonString's text (UTC, `Z`, 0, 3, 6 or 9 fraction digits), made with a
+    table and integer arithmetic instead of datetime objects and %-formatting: about a quarter
+    of its cost, and a page of 10 tasks has 20 timestamps."""
+    seconds: int = timestamp.seconds
+    nanos: int = timestamp.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        return _to_json_string(timestamp)  # raises ValueError, as json_format would
+    days, rest = divmod(seconds, 86400)
+    day = _days.get(days)
+    if day is None:
+        if len(_days) > MAX_DAYS:
+            _days.clear()
+        day = _days[days] = datetime.date.fromordinal(days + _EPOCH_ORDINAL).isoformat()
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{day}T{_TWO_DIGITS[hours]}:{_TWO_DIGITS[minutes]}:{_TWO_DIGITS[secs]}"
+    if nanos == 0:
+        return text + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{text}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1_000 == 0:
+        return f"{text}.{nanos // 1_000:06d}Z"
+    return f"{text}.{nanos:09d}Z"
 
 
 def _to_json_string(message: Any) -> str:

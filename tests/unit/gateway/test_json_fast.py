@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    json_format,
+    message_factory,
+    timestamp_pb2,
+)
 from google.protobuf.message import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskgate.api import task_pb2
-from taskgate.gateway.json_fast import to_value
+from taskgate.gateway.json_fast import timestamp_text, to_value
 from tests.protos import transcoding_test_pb2 as pb
 
 FD = descriptor_pb2.FieldDescriptorProto
@@ -128,3 +136,38 @@ def same_name_message(field_name: str) -> Message:
 def test_a_changed_type_under_the_same_name_gets_its_own_plan() -> None:
     assert to_value(same_name_message("old_name"), True) == {"old_name": "v"}
     assert to_value(same_name_message("new_name"), True) == {"new_name": "v"}
+
+
+_EDGE_TIMESTAMPS = [
+    (0, 0), (-1, 0), (-86400, 999_999_999), (1685577600, 0), (1685577600, 1_000_000),
+    (1685577600, 120_000), (1685577600, 7), (1704164645, 123_456_789), (-62135596800, 0),
+    (253402300799, 999_999_999), (951782400, 500_000_000),  # 2000-02-29
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("seconds", "nanos"), _EDGE_TIMESTAMPS)
+def test_timestamp_text_is_to_json_strings(seconds: int, nanos: int) -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    assert timestamp_text(stamp) == stamp.ToJsonString()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(-62135596800, 253402300799),
+    st.one_of(st.just(0), st.integers(0, 999).map(lambda n: n * 1_000_000),
+              st.integers(0, 999_999).map(lambda n: n * 1_000), st.integers(0, 999_999_999)),
+)  # fmt: skip
+def test_generated_timestamps_are_written_as_to_json_string_writes_them(
+    seconds: int, nanos: int
+) -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    assert timestamp_text(stamp) == stamp.ToJsonString()
+
+
+@pytest.mark.parametrize(("seconds", "nanos"), [(253402300800, 0), (-62135596801, 0), (0, -1)])
+def test_a_timestamp_out_of_range_fails_as_json_format_does(seconds: int, nanos: int) -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    with pytest.raises(ValueError, match="Timestamp is not valid"):
+        timestamp_text(stamp)
+    with pytest.raises(json_format.SerializeToJsonError):
+        json_format.MessageToJson(pb.Scalars(ts=stamp))

@@ -15,7 +15,6 @@ T84). `-bin` values are base64 both ways.
 from __future__ import annotations
 
 import base64
-import re
 import struct
 import zlib
 from collections.abc import Iterable
@@ -24,13 +23,12 @@ from dataclasses import dataclass
 import grpc
 
 from taskgate.gateway.errors import TranscodeError
-from taskgate.gateway.metadata import binary_value
+from taskgate.gateway.metadata import VALID_KEY, binary_value, is_header_safe
 from taskgate.rpc import Metadata
 
 HEADER_BYTES = 5
 COMPRESSED = 0x01
 _HEADER = struct.Struct(">BI")
-_VALID_KEY = re.compile(r"[0-9a-z_.\-]+")
 #: Request headers that are HTTP's, the browser's or a protocol's own, never metadata.
 _NOT_METADATA = frozenset(
     {
@@ -125,7 +123,7 @@ def metadata_from_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str,
         key = name.lower()
         if key in _NOT_METADATA or key.startswith(_NOT_METADATA_PREFIXES):
             continue
-        if not _VALID_KEY.fullmatch(key):
+        if not VALID_KEY.fullmatch(key):
             continue
         if key.endswith("-bin"):
             metadata.append((key, binary_value(name, value)))
@@ -149,6 +147,6 @@ def headers_from_metadata(metadata: Metadata, prefix: str = "") -> list[tuple[st
         if key in _NOT_METADATA or key.startswith(_NOT_METADATA_PREFIXES):
             continue
         text = header_value(value)
-        if text.isascii() and "\r" not in text and "\n" not in text:
+        if is_header_safe(text):
             headers.append((prefix + key, text))
     return headers

@@ -18,13 +18,13 @@ path still decides every error, and what this reader accepts it sets exactly as 
 
 from __future__ import annotations
 
-import datetime
-import re
 from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import descriptor
 from google.protobuf.message import Message
+
+from taskgate.gateway.timestamps import TIMESTAMP_TYPE, utc_timestamp
 
 FD = descriptor.FieldDescriptor
 
@@ -43,13 +43,6 @@ _INTEGER_RANGES: dict[int, tuple[int, int]] = {
     FD.TYPE_UINT64: (0, 2**64 - 1),
     FD.TYPE_FIXED64: (0, 2**64 - 1),
 }
-_TIMESTAMP = "google.protobuf.Timestamp"
-#: The one timestamp spelling taken here: UTC (`Z`), ASCII digits; other offsets go the long way.
-_UTC_TIMESTAMP = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
-)
-_EPOCH = datetime.datetime(1970, 1, 1)
-_SECONDS_PER_DAY = 86400
 
 _UNSUPPORTED = object()
 #: Deeper documents take the general path, which words the error for documents too deep.
@@ -207,7 +200,7 @@ def _check(field: FD, nested: Callable[[Any], Any]) -> Callable[[Any], Any] | No
     """value -> what to set (or _UNSUPPORTED); for messages (sub, value) -> filled?"""
     message_type = field.message_type
     if message_type is not None:
-        if message_type.full_name == _TIMESTAMP:
+        if message_type.full_name == TIMESTAMP_TYPE:
             return _timestamp
         if message_type.full_name.startswith("google.protobuf."):
             return None
@@ -236,25 +229,10 @@ def _bool(value: Any) -> Any:
 
 
 def _timestamp(pair: tuple[Message, Any]) -> bool:
-    """`Z` timestamps, converted with Timestamp.FromJsonString's own arithmetic."""
+    """A `Z` timestamp (timestamps.utc_timestamp: C14's strict text, FromJsonString's values)."""
     sub, value = pair
-    if type(value) is not str:
+    parts = utc_timestamp(value) if type(value) is str else None
+    if parts is None:
         return False
-    found = _UTC_TIMESTAMP.fullmatch(value)
-    if found is None:
-        return False
-    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
-    if hour > 23 or minute > 59 or second > 59:
-        return False
-    try:
-        moment = datetime.datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return False  # no such day (or year 0)
-    delta = moment - _EPOCH
-    fraction = found.group(7)
-    nanos = round(float("0." + fraction) * 1e9) if fraction else 0
-    if nanos >= 1_000_000_000:
-        return False
-    sub.seconds = delta.seconds + delta.days * _SECONDS_PER_DAY  # type: ignore[attr-defined]
-    sub.nanos = nanos  # type: ignore[attr-defined]
+    sub.seconds, sub.nanos = parts  # type: ignore[attr-defined]
     return True

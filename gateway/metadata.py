@@ -27,7 +27,8 @@ TIMEOUT_HEADER = "grpc-timeout"
 #: gRPC's TimeoutValue is at most 8 digits (PROTOCOL-HTTP2.md).
 _TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
 _SECONDS_PER_UNIT = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-_VALID_KEY = re.compile(r"[0-9a-z_.\-]+")
+#: what a gRPC metadata key may be made of
+VALID_KEY = re.compile(r"[0-9a-z_.\-]+")
 #: keys gRPC itself owns; a client must not set them through `Grpc-Metadata-*`.
 _RESERVED_KEYS = frozenset({"content-type", "te", "user-agent", "host"})
 #: metadata the gateway computes itself (T50); `Grpc-Metadata-*` may not supply them.
@@ -92,7 +93,7 @@ def metadata_from_headers(
         key = name.lower()
         if key.startswith(METADATA_HEADER_PREFIX):
             key = key[len(METADATA_HEADER_PREFIX) :]
-            if not _VALID_KEY.fullmatch(key) or _is_reserved(key):
+            if not VALID_KEY.fullmatch(key) or _is_reserved(key):
                 continue
         elif key != "authorization" and key not in options.forwarded_headers:
             continue
@@ -172,7 +173,7 @@ def headers_from_metadata(
     key in canonical header case as Go's net/http writes it (`Grpc-Metadata-Content-Type`)."""
     headers = [(f"Grpc-Metadata-{_canonical(k)}", _text(v)) for k, v in header_metadata]
     headers += [(f"Grpc-Trailer-{_canonical(k)}", _text(v)) for k, v in trailing_metadata]
-    return [(name, value) for name, value in headers if _is_header_safe(value)]
+    return [(name, value) for name, value in headers if is_header_safe(value)]
 
 
 def _canonical(key: str) -> str:
@@ -198,5 +199,6 @@ def _is_printable(value: str) -> bool:
     return all(" " <= char <= "~" for char in value)
 
 
-def _is_header_safe(value: str) -> bool:
+def is_header_safe(value: str) -> bool:
+    """Whether a header can carry `value` as it is (ASCII, no line breaks)."""
     return value.isascii() and "\r" not in value and "\n" not in value

@@ -180,15 +180,10 @@ def classify_failure(code: grpc.StatusCode, details: str, upstream: str) -> Upst
     return UpstreamFailure(code, details)
 
 
-def status_from_rpc_error(exc: grpc.aio.AioRpcError, upstream: str) -> RpcStatus:
-    """The RpcStatus of a failed call, with details decoded from grpc-status-details-bin."""
-    failure = classify_failure(exc.code(), exc.details() or "", upstream)
-    return RpcStatus(failure.code, failure.message, _status_details(exc.trailing_metadata()))
-
-
 def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> RpcStatusError:
-    """The exception a failed upstream call raises: an RpcStatusError, or a TranscodeError where
-    the HTTP status is not the code's usual one (502, 431)."""
+    """The exception a failed upstream call raises, details decoded from grpc-status-details-bin:
+    an RpcStatusError, or a TranscodeError where the HTTP status is not the code's usual one
+    (502, 431)."""
     failure = classify_failure(exc.code(), exc.details() or "", upstream)
     details = _status_details(exc.trailing_metadata())
     if failure.http_status is None:

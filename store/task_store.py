@@ -126,12 +126,11 @@ class TaskStore:
                         [task.fingerprint for _, task in batch],
                     )
         except StoreError as error:
-            if rows is not None:
-                pass  # committed: only releasing the connection failed
-            elif isinstance(error, StoreUnavailableError):
+            if rows is None and isinstance(error, StoreUnavailableError):
                 return [_unavailable(error) for _ in batch]
-            else:  # rejected as a whole, so nothing of it is committed
+            if rows is None:  # rejected as a whole, so nothing of it is committed
                 return await self._insert_each(batch)
+            # else committed: only releasing the connection failed
         by_id = {str(row["id"]): row for row in rows or ()}
         return [
             _record_from_row(by_id[task_id])

@@ -7,7 +7,7 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from taskgate.gateway.upstream import GrpcInvoker, describe_unreachable, status_from_rpc_error
+from taskgate.gateway.upstream import GrpcInvoker, describe_unreachable, upstream_error
 from taskgate.rpc import STATUS_DETAILS_KEY, CallOptions, RpcStatusError
 
 REFUSED = (
@@ -45,14 +45,14 @@ def rpc_error(
 
 
 def test_dead_upstream_is_named_without_grpc_core_text() -> None:
-    status = status_from_rpc_error(rpc_error(grpc.StatusCode.UNAVAILABLE, REFUSED), "h:1")
+    status = upstream_error(rpc_error(grpc.StatusCode.UNAVAILABLE, REFUSED), "h:1").status
     assert status.code == grpc.StatusCode.UNAVAILABLE
     assert status.message == "upstream h:1 is unavailable: connection refused"
 
 
 def test_unavailable_chosen_by_the_service_keeps_its_message() -> None:
     error = rpc_error(grpc.StatusCode.UNAVAILABLE, "the database is down")
-    assert status_from_rpc_error(error, "h:1").message == "the database is down"
+    assert upstream_error(error, "h:1").status.message == "the database is down"
 
 
 def test_details_come_from_the_status_trailer_and_unknown_types_stay_raw() -> None:
@@ -62,9 +62,9 @@ def test_details_come_from_the_status_trailer_and_unknown_types_stay_raw() -> No
     rich = status_pb2.Status(code=3, message="bad", details=[bad_request, unknown])
     trailer = (STATUS_DETAILS_KEY, rich.SerializeToString())
 
-    status = status_from_rpc_error(
+    status = upstream_error(
         rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", (trailer,)), ""
-    )
+    ).status
 
     assert status.message == "bad"
     assert status.details == (bad_request, unknown)
@@ -72,7 +72,7 @@ def test_details_come_from_the_status_trailer_and_unknown_types_stay_raw() -> No
 
 def test_undecodable_status_trailer_gives_no_details() -> None:
     trailer = (STATUS_DETAILS_KEY, b"\xff\xff")
-    status = status_from_rpc_error(rpc_error(grpc.StatusCode.INTERNAL, "x", (trailer,)), "")
+    status = upstream_error(rpc_error(grpc.StatusCode.INTERNAL, "x", (trailer,)), "").status
     assert (status.code, status.details) == (grpc.StatusCode.INTERNAL, ())
 
 

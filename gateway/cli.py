@@ -46,6 +46,8 @@ DESCRIPTION = (
 )
 JSON_NAMES = ("proto", "json")
 PRESETS = ("kfp",)
+#: --upstream-client values; the first is the default (docs/decisions.md P37).
+UPSTREAM_CLIENTS = ("event-loop", "grpcio")
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -113,6 +115,16 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
         "deadline in seconds of a unary call that has no Grpc-Timeout header (0: none)",
         "30",
         type=seconds,
+    )
+    add_flag(
+        parser,
+        env,
+        "--upstream-client",
+        "how unary calls reach the upstream: event-loop (one HTTP/2 connection run by the event "
+        "loop, plaintext upstreams; grpcio carries what it cannot) or grpcio (grpc.aio only)",
+        UPSTREAM_CLIENTS[0],
+        choices=UPSTREAM_CLIENTS,
+        type=one_of(*UPSTREAM_CLIENTS),
     )
     add_shutdown_arguments(parser, env)
     add_tls_arguments(parser, env)
@@ -193,6 +205,7 @@ def gateway_config(args: argparse.Namespace) -> StandaloneConfig:
         cors_origins=cors_origins(args),
         tls=tls_files(args),
         upstream_tls=upstream_tls(args),
+        event_loop_client=args.upstream_client == "event-loop",
     )
 
 

@@ -27,6 +27,7 @@ from aiohttp import web
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 
+from taskgate import __version__
 from taskgate.command import (
     DEFAULT_HTTP_ADDRESS,
     DEFAULT_SHUTDOWN_GRACE,
@@ -42,6 +43,7 @@ from taskgate.gateway.discovery import (
     discover_services,
     load_descriptor_set,
 )
+from taskgate.gateway.h2channel import FastUnary
 from taskgate.gateway.http_rules import RouteConfigError
 from taskgate.gateway.http_server import start_http
 from taskgate.gateway.options import GatewayOptions
@@ -85,6 +87,9 @@ class StandaloneConfig:
     tls: ServerTLSFiles | None = None
     #: --upstream-tls and its options; None: a plaintext channel to the upstream.
     upstream_tls: UpstreamTLS | None = None
+    #: --upstream-client event-loop: unary calls to a plaintext upstream on the event-loop
+    #: HTTP/2 client (h2channel.py, P37) while it can carry them; False: grpc.aio only.
+    event_loop_client: bool = True
     #: --cors-origin: origins whose pages may call the gateway from a browser (CORS).
     cors_origins: tuple[str, ...] = ()
     #: an upstream that cannot be reached yet is waited for, every route 503 meanwhile (T73);
@@ -145,6 +150,8 @@ class RunningGateway:
         #: Set on SIGTERM: /healthz answers 503 from then on.
         self.draining = False
         self.readiness = readiness if readiness is not None else Readiness(ready=True)
+        #: The event-loop client unary calls go through (P37); None: grpc.aio only.
+        self.fast: FastUnary | None = None
         self._refresh = asyncio.Event()
 
     @property
@@ -201,6 +208,9 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             tls=config.upstream_tls,
         )
         stack.push_async_callback(channel.close)
+        fast = _fast_unary(config)
+        if fast is not None:
+            stack.push_async_callback(fast.close)
         try:
             discovered: DiscoveredServices | None = await _discover(channel, config)
             readiness = Readiness(ready=True)
@@ -211,9 +221,11 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
         if discovered is not None:
             routes = _route_table(discovered, config)
             pool = discovered.pool
+            if fast is not None:
+                await fast.connect()
         else:  # T73: nothing to serve yet; the app answers 503 until discovery succeeds
             routes, pool = RouteTable(()), descriptor_pool.DescriptorPool()
-        invoker = _invoker(channel, config, pool)
+        invoker = _invoker(channel, config, pool, fast)
 
         running: RunningGateway | None = None
 
@@ -249,6 +261,7 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             ) from None
         running = RunningGateway(port, routes, readiness)
         running.tls = tls
+        running.fast = fast
         refresher = asyncio.create_task(_discover_then_refresh(app, channel, config, running))
         stack.push_async_callback(_cancel, refresher)
         yield running
@@ -285,18 +298,32 @@ async def _discover(channel: grpc.aio.Channel, config: StandaloneConfig) -> Disc
         raise GatewayStartupError(str(error)) from None
 
 
+def _fast_unary(config: StandaloneConfig) -> FastUnary | None:
+    """The event-loop client for unary calls (P37), unless told not to or the upstream is TLS."""
+    if not config.event_loop_client or config.upstream_tls is not None:
+        return None
+    return FastUnary(
+        config.upstream,
+        max_message_bytes=config.options.max_body_bytes,
+        user_agent=f"taskgate-gateway/{__version__}",
+    )
+
+
 def _invoker(
-    channel: grpc.aio.Channel, config: StandaloneConfig, pool: descriptor_pool.DescriptorPool
+    channel: grpc.aio.Channel,
+    config: StandaloneConfig,
+    pool: descriptor_pool.DescriptorPool,
+    fast: FastUnary | None,
 ) -> GrpcInvoker:
     """The invoker for routes discovered into `pool`; detail types it lacks are looked up
     through the upstream's reflection (T74)."""
     details = DetailTypes(channel, pool)
     return GrpcInvoker(
-        channel, upstream=config.upstream, pool=pool, resolve_details=details.resolve
+        channel, upstream=config.upstream, pool=pool, resolve_details=details.resolve, fast=fast
     )
 
 
-def _serve_discovered(
+async def _serve_discovered(
     app: web.Application,
     channel: grpc.aio.Channel,
     config: StandaloneConfig,
@@ -305,7 +332,9 @@ def _serve_discovered(
     routes: RouteTable,
 ) -> None:
     """Serve `routes` (built from `discovered`) from the next request on."""
-    invoker = _invoker(channel, config, discovered.pool)
+    if running.fast is not None:
+        await running.fast.connect()
+    invoker = _invoker(channel, config, discovered.pool, running.fast)
     replace_routes(app, routes, invoker, discovered.pool, comments=discovered.comments)
     running.routes = routes
 
@@ -365,7 +394,7 @@ async def _wait_for_upstream(
             log.exception("discovery failed; retrying")
             continue
         routes = _route_table(discovered, config)
-        _serve_discovered(app, channel, config, running, discovered, routes)
+        await _serve_discovered(app, channel, config, running, discovered, routes)
         running.readiness.ready = True
         log.info(
             "upstream %s is up after %d attempts: serving %d routes",
@@ -410,7 +439,7 @@ async def _refresh_forever(
         except Exception:  # a bug must not end refreshing for the life of the process
             log.exception("refresh failed, keeping the current routes")
             continue
-        _serve_discovered(app, channel, config, running, discovered, routes)
+        await _serve_discovered(app, channel, config, running, discovered, routes)
         log.info("refreshed: %d routes from %s", len(routes.routes), config.upstream)
 
 

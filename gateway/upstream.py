@@ -21,6 +21,8 @@ from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from taskgate import tracing
 from taskgate.gateway.errors import TranscodeError
+from taskgate.gateway.h2channel import FastUnary
+from taskgate.gateway.h2channel import UnaryOutcome as FastOutcome
 from taskgate.gateway.invoker import ResponseStream, UnaryResult
 from taskgate.rpc import (
     MAX_MESSAGE_BYTES,
@@ -80,6 +82,8 @@ _LASTING_PHRASES: Final = (
     "handshake",
 )
 REQUEST_HEADER_FIELDS_TOO_LARGE = 431
+#: A call's trailing metadata: grpc.aio's, or the event-loop client's (h2channel.py).
+_Trailers = grpc.aio.Metadata | Metadata | None
 
 #: Plain words for the operator, by a phrase of grpc-core's text; the first match wins.
 _TRANSPORT_REASONS: Final = (
@@ -181,19 +185,29 @@ def classify_failure(code: grpc.StatusCode, details: str, upstream: str) -> Upst
 
 
 def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> RpcStatusError:
+    """The exception a failed grpc.aio call raises (`call_error`)."""
+    return call_error(exc.code(), exc.details() or "", exc.trailing_metadata(), upstream)
+
+
+def call_error(
+    code: grpc.StatusCode,
+    details: str,
+    trailers: _Trailers,
+    upstream: str,
+) -> RpcStatusError:
     """The exception a failed upstream call raises, details decoded from grpc-status-details-bin:
     an RpcStatusError, or a TranscodeError where the HTTP status is not the code's usual one
     (502, 431)."""
-    failure = classify_failure(exc.code(), exc.details() or "", upstream)
-    details = _status_details(exc.trailing_metadata())
+    failure = classify_failure(code, details, upstream)
+    status_details = _status_details(trailers)
     if failure.http_status is None:
-        return RpcStatusError(RpcStatus(failure.code, failure.message, details))
+        return RpcStatusError(RpcStatus(failure.code, failure.message, status_details))
     return TranscodeError(
-        failure.code, failure.message, http_status=failure.http_status, details=details
+        failure.code, failure.message, http_status=failure.http_status, details=status_details
     )
 
 
-def _status_details(trailers: grpc.aio.Metadata | None) -> tuple[any_pb2.Any, ...]:
+def _status_details(trailers: _Trailers) -> tuple[any_pb2.Any, ...]:
     for key, value in trailers or ():
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             try:
@@ -213,7 +227,9 @@ def _serialize(request: Message) -> bytes:
 
 
 class GrpcInvoker:
-    """Calls "/pkg.Service/Method" on the upstream; response types come from `pool`."""
+    """Calls "/pkg.Service/Method" on the upstream; response types come from `pool`. Unary calls
+    go through `fast` (the event-loop client, P37) when it can carry them, else through
+    `channel`, which carries everything else."""
 
     def __init__(
         self,
@@ -222,8 +238,10 @@ class GrpcInvoker:
         upstream: str,
         pool: descriptor_pool.DescriptorPool | None = None,
         resolve_details: DetailResolver | None = None,
+        fast: FastUnary | None = None,
     ) -> None:
         self._channel = channel
+        self._fast = fast
         self._upstream = upstream
         self._pool = pool if pool is not None else descriptor_pool.Default()
         self._response_types: dict[str, type[Message]] = {}
@@ -239,12 +257,15 @@ class GrpcInvoker:
 
     async def unary(self, method: str, request: Message, options: CallOptions) -> UnaryResult:
         response_type = self._response_type(method)
+        metadata = tracing.outgoing_metadata(options.metadata)  # P13: the trace goes on
+        if self._fast is not None:
+            body = request.SerializeToString()
+            outcome = await self._fast.unary(method, body, options.timeout, metadata)
+            if outcome is not None:
+                return await self._fast_result(method, response_type, outcome)
         call: grpc.aio.UnaryUnaryCall[Message, bytes]
         call = self._channel.unary_unary(method, request_serializer=_serialize)(
-            request,
-            timeout=options.timeout,
-            metadata=tracing.outgoing_metadata(options.metadata),  # P13: the trace goes on
-            wait_for_ready=False,
+            request, timeout=options.timeout, metadata=metadata, wait_for_ready=False
         )
         try:
             raw: bytes = await call
@@ -258,6 +279,21 @@ class GrpcInvoker:
         return UnaryResult(
             self._decode(method, response_type, raw), tuple(header or ()), _forwarded(trailer)
         )
+
+    async def _fast_result(
+        self, method: str, response_type: type[Message], outcome: FastOutcome
+    ) -> UnaryResult:
+        """A call `fast` carried, as grpc.aio's would be: the result, or its error."""
+        trailer = outcome.trailing_metadata
+        if outcome.code != grpc.StatusCode.OK:
+            error = call_error(outcome.code, outcome.message, trailer, self._upstream)
+            if self._resolve_details is not None and error.status.details:
+                await self._resolve_details(error.status.details)
+            error.header_metadata = outcome.header_metadata
+            error.trailing_metadata = _forwarded(trailer)
+            raise error
+        response = self._decode(method, response_type, outcome.body)
+        return UnaryResult(response, outcome.header_metadata, _forwarded(trailer))
 
     def server_stream(self, method: str, request: Message, options: CallOptions) -> ResponseStream:
         started = _StartedCall()
@@ -431,6 +467,6 @@ def _with_call_metadata(error: RpcStatusError, exc: grpc.aio.AioRpcError) -> Rpc
     return error
 
 
-def _forwarded(trailer: grpc.aio.Metadata | None) -> Metadata:
+def _forwarded(trailer: _Trailers) -> Metadata:
     """Trailing metadata without the keys gRPC keeps for itself (T60)."""
     return tuple((key, value) for key, value in trailer or () if not key.startswith("grpc-"))

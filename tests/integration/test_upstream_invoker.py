@@ -1,10 +1,15 @@
-"""GrpcInvoker against real servers: the test upstream (as a process) and a garbage-sending one."""
+"""GrpcInvoker against real servers: the test upstream (as a process) and a garbage-sending one.
+
+Every test runs twice: unary calls through grpc.aio alone, and through the event-loop client
+(`--upstream-client event-loop`, gateway/h2channel.py) with grpc.aio behind it; both must give
+the same answers, errors and metadata."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -14,6 +19,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from taskgate.gateway.discovery import discover_services
+from taskgate.gateway.h2channel import FastUnary
 from taskgate.gateway.invoker import ResponseStream
 from taskgate.gateway.upstream import GrpcInvoker, open_upstream_channel
 from taskgate.rpc import CallOptions, RpcStatusError
@@ -30,6 +36,7 @@ from tests.upstream_server import UNKNOWN_DETAIL_TYPE
 pytestmark = pytest.mark.integration
 
 NO_OPTIONS = CallOptions()
+CLIENTS = ("grpcio", "event-loop")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +45,33 @@ def upstream() -> Iterator[UpstreamProcess]:
         yield running
 
 
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@asynccontextmanager
+async def invoker_for(
+    target: str, client: str, *, connected: bool = True, **kwargs: Any
+) -> AsyncIterator[GrpcInvoker]:
+    """A GrpcInvoker on `target` using `client`; with the event-loop client, its connection up
+    first (unless `connected` is False: the upstream is not there yet)."""
+    async with open_upstream_channel(target) as channel:
+        fast = None
+        if client == "event-loop":
+            fast = FastUnary(target, max_message_bytes=4 << 20, user_agent="test/1")
+            assert await fast.connect() is connected
+        try:
+            yield GrpcInvoker(channel, upstream=target, fast=fast, **kwargs)
+        finally:
+            if fast is not None:
+                await fast.close()
+
+
 @pytest.fixture
-async def invoker(upstream: UpstreamProcess) -> AsyncIterator[GrpcInvoker]:
-    async with open_upstream_channel(upstream.target) as channel:
-        yield GrpcInvoker(channel, upstream=upstream.target)
+async def invoker(upstream: UpstreamProcess, client: str) -> AsyncIterator[GrpcInvoker]:
+    async with invoker_for(upstream.target, client) as invoker:
+        yield invoker
 
 
 async def failure(call: Any) -> RpcStatusError:
@@ -71,10 +101,12 @@ async def test_echo_returns_exactly_what_was_sent(invoker: GrpcInvoker) -> None:
     assert result.response == request
 
 
-async def test_response_types_can_come_from_a_discovered_pool(upstream: UpstreamProcess) -> None:
+async def test_response_types_can_come_from_a_discovered_pool(
+    upstream: UpstreamProcess, client: str
+) -> None:
     async with open_upstream_channel(upstream.target) as channel:
         found = await discover_services(channel, target=upstream.target)
-        invoker = GrpcInvoker(channel, upstream=upstream.target, pool=found.pool)
+    async with invoker_for(upstream.target, client, pool=found.pool) as invoker:
         request = pb.ListBooksRequest(parent="shelves/1", page_size=3)
         result = await invoker.unary("/tgtest.Library/ListBooks", request, NO_OPTIONS)
 
@@ -178,12 +210,11 @@ async def eventually_answers(invoker: GrpcInvoker, request: Message, within: flo
             return result.response
 
 
-async def test_dead_upstream_is_named_and_the_channel_recovers() -> None:
+async def test_dead_upstream_is_named_and_the_channel_recovers(client: str) -> None:
     port = free_port()
     target = f"127.0.0.1:{port}"
     request = pb.GetBookRequest(name="s/1")
-    async with open_upstream_channel(target) as channel:
-        invoker = GrpcInvoker(channel, upstream=target)
+    async with invoker_for(target, client, connected=False) as invoker:
         for _ in range(3):  # fails fast each time, with no wait for a connection
             started = time.monotonic()
             error = await failure(invoker.unary("/tgtest.Library/GetBook", request, NO_OPTIONS))
@@ -213,16 +244,16 @@ async def stream_garbage(request: bytes, context: Any) -> AsyncIterator[bytes]:
 
 
 @pytest.fixture
-async def garbage_invoker() -> AsyncIterator[GrpcInvoker]:
+async def garbage_invoker(client: str) -> AsyncIterator[GrpcInvoker]:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "GetBook": grpc.unary_unary_rpc_method_handler(send_garbage),
         "StreamBooks": grpc.unary_stream_rpc_method_handler(stream_garbage),
     }
     async with (
         serve_handlers("tgtest.Library", handlers) as target,
-        open_upstream_channel(target) as channel,
+        invoker_for(target, client) as invoker,
     ):
-        yield GrpcInvoker(channel, upstream=target)
+        yield invoker
 
 
 async def test_malformed_response_is_internal(garbage_invoker: GrpcInvoker) -> None:
@@ -270,7 +301,7 @@ class SlowLibrary:
 
 
 @pytest.fixture
-async def slow() -> AsyncIterator[tuple[SlowLibrary, GrpcInvoker]]:
+async def slow(client: str) -> AsyncIterator[tuple[SlowLibrary, GrpcInvoker]]:
     library = SlowLibrary()
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "GetBook": grpc.unary_unary_rpc_method_handler(library.slow_unary),
@@ -278,9 +309,9 @@ async def slow() -> AsyncIterator[tuple[SlowLibrary, GrpcInvoker]]:
     }
     async with (
         serve_handlers("tgtest.Library", handlers) as target,
-        open_upstream_channel(target) as channel,
+        invoker_for(target, client) as invoker,
     ):
-        yield library, GrpcInvoker(channel, upstream=target)
+        yield library, invoker
 
 
 async def test_the_server_sees_a_cancelled_unary_call(

@@ -32,6 +32,14 @@ class BodyStream(Protocol):
     async def readany(self) -> bytes: ...
 
 
+class BufferedBody(BodyStream, Protocol):
+    """What `read_body` reads of aiohttp's `request.content`: also what has arrived already."""
+
+    def read_nowait(self, n: int = -1) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
+
+
 def too_large(limit: int) -> TranscodeError:
     return TranscodeError(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -97,7 +105,7 @@ class Inflater:
 
 
 async def read_body(
-    stream: BodyStream,
+    stream: BufferedBody,
     *,
     content_encoding: str,
     content_length: int | None,
@@ -114,6 +122,15 @@ async def read_body(
     inflater = None if coding is None else Inflater(coding, limit)
     raw = bytearray()
     received = 0
+    if inflater is None:
+        # A small body usually arrives with the headers: all of it is here, no timer needed.
+        early = stream.read_nowait()
+        if len(early) > raw_limit:
+            raise too_large(limit)
+        if stream.at_eof():
+            return early
+        raw += early
+        received = len(early)
     try:
         async with asyncio.timeout(seconds):
             while chunk := await stream.readany():

@@ -24,7 +24,7 @@ from google.protobuf import descriptor_pool as descriptor_pool_module
 from google.protobuf.message import Message
 
 from taskgate import metrics, tracing
-from taskgate.access import REQUEST_ID_HEADER, REQUEST_ID_KEY, log_call, request_id
+from taskgate.access import REQUEST_ID_HEADER, log_call, request_id
 from taskgate.gateway import rpc_web_door
 from taskgate.gateway.body import read_body
 from taskgate.gateway.cors import install_cors
@@ -282,11 +282,8 @@ async def _serve(
         state.options,
         streaming=match.route.server_streaming,
         remote=request.remote,
+        request_id=request.get(REQUEST_ID),  # P11: passed on as metadata
     )
-    rid = request.get(REQUEST_ID)
-    if rid is not None:  # P11: passed on as metadata, in place of any the caller sent
-        kept = (m for m in call_options.metadata if m[0] != REQUEST_ID_KEY)
-        call_options = replace(call_options, metadata=(*kept, (REQUEST_ID_KEY, rid)))
     if match.route.client_streaming:  # T62: NDJSON requests, read as they arrive
         return await _request_stream(request, state, match, query, call_options)
     body = await _read_body(request, match, state.options)
@@ -358,8 +355,10 @@ def _unary_response(state: GatewayState, route: Route, result: UnaryResult) -> w
         result.response, route.response_body_descriptor, state.options, route.pool
     )
     headers = [("Content-Type", rendered.content_type)]
-    headers += headers_from_metadata(result.header_metadata)
-    trailers = headers_from_metadata((), result.trailing_metadata)
+    trailers: list[tuple[str, str]] = []
+    if result.header_metadata or result.trailing_metadata:  # most answers carry none
+        headers += headers_from_metadata(result.header_metadata)
+        trailers = headers_from_metadata((), result.trailing_metadata)
     if not trailers:  # a plain answer, with its Content-Length (and gzip by the middleware)
         response = web.Response(body=rendered.body)
         for name, value in headers:

@@ -72,7 +72,9 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 def vary_with(existing: str | None, token: str) -> str:
     """`existing` Vary value with `token` added once (case-insensitive); `*` stays `*`."""
-    tokens = [t.strip() for t in (existing or "").split(",") if t.strip()]
+    if not existing:  # most responses: nothing to merge with
+        return token
+    tokens = [t.strip() for t in existing.split(",") if t.strip()]
     if "*" in tokens or token.lower() in (t.lower() for t in tokens):
         return ", ".join(tokens)
     return ", ".join((*tokens, token))

@@ -54,7 +54,7 @@ def load_json_body(body: bytes) -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise TranscodeError.invalid(f"the request body is not valid JSON ({where})") from None
@@ -64,6 +64,10 @@ def load_json_body(body: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)  # NaN and Infinity are not JSON; ProtoJSON spells them "NaN"
+
+
+#: Made once: `json.loads` with an argument builds a decoder (and its scanner) on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_body_into(

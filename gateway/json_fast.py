@@ -38,9 +38,13 @@ _plans: dict[tuple[descriptor.Descriptor, bool], Any] = {}
 MAX_PLANS = 2048
 
 
+#: Made once: `json.dumps` with any argument builds an encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dump_json(value: Any) -> bytes:
     """Compact JSON, UTF-8, as grpc-gateway writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def map_key(key: Any) -> str:
@@ -64,11 +68,17 @@ def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
     return _write(message, plan)
 
 
-def _write(message: Message, plan: dict[str, tuple[str, Convert]]) -> dict[str, Any]:
+#: A message's plan: each field's JSON key and converter (None: the value is written as it is,
+#: which spares a call for most fields: strings, bools, 32-bit integers). Keyed by the field's
+#: descriptor, the very object `ListFields` hands back (protobuf keeps one per field).
+Plan = dict[descriptor.FieldDescriptor, tuple[str, Convert | None]]
+
+
+def _write(message: Message, plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
-        key, convert = plan[field.full_name]
-        out[key] = convert(value)
+        key, convert = plan[field]
+        out[key] = value if convert is None else convert(value)
     return out
 
 
@@ -79,7 +89,7 @@ def _plan(message: descriptor.Descriptor, proto_names: bool) -> Any:
         plan: Any
         try:
             plan = {
-                f.full_name: (f.name if proto_names else f.json_name, _converter(f, proto_names))
+                f: (f.name if proto_names else f.json_name, _converter(f, proto_names))
                 for f in message.fields
             }
         except _UnsupportedError:
@@ -92,18 +102,36 @@ class _UnsupportedError(Exception):
     pass
 
 
-def _converter(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
+def _converter(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert | None:
+    """How to write a set field's value; None: as it is."""
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        key = _scalar(field.message_type.fields_by_name["key"])
-        value = _single(field.message_type.fields_by_name["value"], proto_names)
+        key = _scalar(field.message_type.fields_by_name["key"]) or _same
+        value = _single(field.message_type.fields_by_name["value"], proto_names) or _same
         return lambda entries: {map_key(key(k)): value(v) for k, v in entries.items()}
     single = _single(field, proto_names)
-    if field.is_repeated:
-        return lambda items: [single(item) for item in items]
-    return single
+    if not field.is_repeated:
+        return single
+    if single is None:
+        return list
+    if isinstance(single, _Nested):  # one call per element, not two (a page of messages)
+        plan = single.plan
+        return lambda items: [_write(item, plan) for item in items]
+    return lambda items: [single(item) for item in items]
 
 
-def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
+class _Nested:
+    """Writes a nested message with its plan; `_converter` reads the plan of repeated ones."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def __call__(self, sub: Message) -> dict[str, Any]:
+        return _write(sub, self.plan)
+
+
+def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert | None:
     message = field.message_type
     if message is None:
         return _scalar(field)
@@ -120,12 +148,12 @@ def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert:
     plan = _plan(message, proto_names)
     if plan is _UNSUPPORTED:
         raise _UnsupportedError
-    return lambda sub: _write(sub, plan)
+    return _Nested(plan)
 
 
-def _scalar(field: descriptor.FieldDescriptor) -> Convert:
+def _scalar(field: descriptor.FieldDescriptor) -> Convert | None:
     if field.type in _PLAIN:
-        return _same
+        return None
     if field.type in _INT64:
         return str
     if field.type == FD.TYPE_BYTES:

@@ -17,6 +17,7 @@ import base64
 import re
 from collections.abc import Iterable, Mapping
 
+from taskgate.access import REQUEST_ID_KEY
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.field_paths import parse_base64
 from taskgate.gateway.options import GatewayOptions
@@ -150,20 +151,23 @@ def call_options_from_headers(
     *,
     streaming: bool = False,
     remote: str | None = None,
+    request_id: str | None = None,
 ) -> CallOptions:
     """Metadata and deadline for one call; the header wins over `options.default_timeout`,
     which applies to unary calls only (a stream may rightly run for as long as it likes).
-    `remote` is the client's address, for `x-forwarded-for`."""
+    `remote` is the client's address, for `x-forwarded-for`; `request_id` goes last as
+    `x-request-id`, in place of any the caller sent (P11)."""
     timeout_text = headers.get(TIMEOUT_HEADER)
     default = None if streaming else options.default_timeout
     timeout = default if timeout_text is None else parse_grpc_timeout(timeout_text)
     if timeout is not None:  # `--timeout` may be as large as any float
         timeout = min(timeout, MAX_TIMEOUT_SECONDS)
-    metadata = (
-        *metadata_from_headers(headers.items(), options),
-        *gateway_metadata(headers.items(), remote),
-    )
-    return CallOptions(metadata=metadata, timeout=timeout)
+    metadata = metadata_from_headers(headers.items(), options)
+    metadata += gateway_metadata(headers.items(), remote)
+    if request_id is not None:
+        metadata = [item for item in metadata if item[0] != REQUEST_ID_KEY]
+        metadata.append((REQUEST_ID_KEY, request_id))
+    return CallOptions(metadata=tuple(metadata), timeout=timeout)
 
 
 def headers_from_metadata(
@@ -196,7 +200,8 @@ def _text(value: str | bytes) -> str:
 
 
 def _is_printable(value: str) -> bool:
-    return all(" " <= char <= "~" for char in value)
+    """Printable ASCII only (space to `~`): str's own checks, not a loop over the characters."""
+    return value.isascii() and value.isprintable()
 
 
 def is_header_safe(value: str) -> bool:

@@ -21,38 +21,43 @@ _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:Z|[+-]([0-9]{2}):([0-9]{2}))"
 )
-_EPOCH = datetime.datetime(1970, 1, 1)
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+#: Days in each month (index 1-12) of a common year.
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def is_rfc3339(text: str) -> bool:
     """Whether `text` is a strict RFC 3339 date-time (see the module docstring)."""
-    return _strict_match(text) is not None
+    return _strict_fields(text) is not None
 
 
 def utc_timestamp(text: str) -> tuple[int, int] | None:
     """(seconds, nanos) of a strict RFC 3339 text in UTC (`Z`), as protobuf's
     Timestamp.FromJsonString computes them; None for anything else, an offset included (and
     year 0000, which protobuf's parser refuses)."""
-    found = _strict_match(text)
-    if found is None or not text.endswith("Z") or found.group(1) == "0000":
+    fields = _strict_fields(text)
+    if fields is None or text[-1] != "Z" or fields[0] == 0:
         return None
-    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
-    delta = datetime.datetime(year, month, day, hour, minute, second) - _EPOCH
-    fraction = found.group(7)
+    year, month, day, hour, minute, second, fraction = fields
+    days = datetime.date(year, month, day).toordinal() - _EPOCH_ORDINAL
     nanos = round(float("0." + fraction) * 1e9) if fraction else 0  # FromJsonString's rounding
-    return delta.seconds + delta.days * 86400, nanos
+    return days * 86400 + hour * 3600 + minute * 60 + second, nanos
 
 
-def _strict_match(text: str) -> re.Match[str] | None:
+def _strict_fields(text: str) -> tuple[int, int, int, int, int, int, str | None] | None:
+    """Year, month, day, hour, minute, second and the fraction's digits of a strict RFC 3339
+    text; None for anything else. Each group is read once (this runs for every timestamp of
+    every body)."""
     found = _RFC3339.fullmatch(text)
     if found is None:
         return None
-    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
+    y, mo, d, h, mi, s, fraction, offset_hours, offset_minutes = found.groups()
+    year, month, day, hour, minute, second = int(y), int(mo), int(d), int(h), int(mi), int(s)
     if not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 59:
         return None
-    if not 1 <= day <= calendar.monthrange(max(year, 1), month)[1]:
+    month_days = 29 if month == 2 and calendar.isleap(max(year, 1)) else _MONTH_DAYS[month]
+    if not 1 <= day <= month_days:
         return None
-    offset_hours, offset_minutes = found.group(8), found.group(9)
     if offset_hours is not None and (int(offset_hours) > 23 or int(offset_minutes) > 59):
         return None
-    return found
+    return year, month, day, hour, minute, second, fraction

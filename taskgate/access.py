@@ -15,8 +15,8 @@ record's `access` attribute).
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Iterable
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -28,7 +28,8 @@ log = logging.getLogger("taskgate.access")
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, as uuid4().hex gives, at a quarter of its cost (no UUID object)."""
+    return os.urandom(16).hex()
 
 
 def request_id(given: str | bytes | None) -> str:

@@ -84,6 +84,8 @@ def test_permanent_headers_are_forwarded_with_the_grpcgateway_prefix(
         ([], None, []),
         # Values gRPC metadata cannot carry are dropped.
         ([("Accept", "caf\u00e9"), ("User-Agent", "a\tb")], None, []),
+        # Printable ASCII is space to "~": DEL is not.
+        ([("Accept", "a\x7fb"), ("Via", " ~1.1 p~ ")], None, [("grpcgateway-via", " ~1.1 p~ ")]),
     ],
 )
 def test_gateway_metadata(

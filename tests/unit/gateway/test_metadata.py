@@ -84,6 +84,27 @@ def test_call_options_from_headers() -> None:
     assert without.metadata == (("kubeflow-userid", "u"),)
 
 
+@pytest.mark.parametrize(
+    ("headers", "request_id", "metadata"),
+    [
+        ({"Kubeflow-Userid": "u"}, None, (("kubeflow-userid", "u"),)),
+        ({"Kubeflow-Userid": "u"}, "r1", (("kubeflow-userid", "u"), ("x-request-id", "r1"))),
+        # P11: the gateway's id replaces one the caller sent as metadata, and goes last
+        (
+            {"Grpc-Metadata-X-Request-Id": "theirs", "Grpc-Metadata-X-A": "1"},
+            "r1",
+            (("x-a", "1"), ("x-request-id", "r1")),
+        ),
+        ({"Grpc-Metadata-X-Request-Id": "theirs"}, None, (("x-request-id", "theirs"),)),
+    ],
+)
+def test_call_options_carry_the_request_id(
+    headers: dict[str, str], request_id: str | None, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    options = call_options_from_headers(CIMultiDict(headers), KFP, request_id=request_id)
+    assert options.metadata == metadata
+
+
 def test_headers_from_metadata() -> None:
     assert headers_from_metadata(
         [("x-a", "1"), ("x-b-bin", b"\x01"), ("x-bad", "a\r\nb")], [("x-t", "2")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from google.api import http_pb2  # type: ignore[import-untyped, unused-ignore]
 
+from taskgate.gateway import routing
 from taskgate.gateway.routing import (
     MethodNotAllowed,
     NoRoute,
@@ -124,6 +125,34 @@ def test_match_returns_method_not_allowed_with_allowed_methods() -> None:
 )
 def test_match_returns_no_route(path: str) -> None:
     assert TABLE.match("GET", path) == NoRoute()
+
+
+@pytest.mark.parametrize(
+    ("http_method", "path"),
+    [
+        ("GET", "/v1/shelves/s1/books/b1"),
+        ("GET", "/v1/echo/x?f_int32=1"),
+        ("GET", "/v1/shelves/s/books/b:move"),
+        ("PUT", "/v1/shelves/s1/books"),  # 405
+        ("GET", "/v1/nope"),  # 404
+        ("GET", "/v1/files/" + "a/" * routing.MAX_REMEMBERED_PATH),  # too long to remember
+    ],
+)
+def test_a_remembered_match_is_the_match(http_method: str, path: str) -> None:
+    table = fixture_table()
+    first = table.match(http_method, path)
+    assert table.match(http_method, path) == first == table._match(http_method, path)
+
+
+def test_the_remembered_matches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing, "MAX_REMEMBERED", 4)
+    table = fixture_table()
+    for i in range(10):
+        table.match("GET", f"/v1/echo/{i}")
+        assert len(table._remembered) <= 4
+    table.match("GET", "/v1/files/" + "a" * routing.MAX_REMEMBERED_PATH)
+    assert all(len(path) <= routing.MAX_REMEMBERED_PATH for _, path in table._remembered)
+    assert matched("GET", "/v1/echo/9") == ("/tgtest.Echo/Echo", {"f_string": "9"})
 
 
 def rule(**fields: object) -> http_pb2.HttpRule:

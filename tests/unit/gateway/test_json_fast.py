@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskgate.api import task_pb2
+from taskgate.gateway import json_fast
 from taskgate.gateway.json_fast import timestamp_text, to_value
 from tests.protos import transcoding_test_pb2 as pb
 
@@ -171,3 +172,15 @@ def test_a_timestamp_out_of_range_fails_as_json_format_does(seconds: int, nanos:
         timestamp_text(stamp)
     with pytest.raises(json_format.SerializeToJsonError):
         json_format.MessageToJson(pb.Scalars(ts=stamp))
+
+
+def test_remembered_timestamps_stay_right_and_bounded() -> None:
+    # Neighbours whose seconds * 10**9 + nanos would collide if nanos could reach 10**9.
+    for seconds, nanos in [(1, 0), (0, 999_999_999), (-1, 999_999_999), (-2, 0)] * 2:
+        stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+        assert timestamp_text(stamp) == stamp.ToJsonString()
+    for seconds in range(json_fast.MAX_INSTANTS + 10):
+        timestamp_text(timestamp_pb2.Timestamp(seconds=seconds * 7919))
+    assert 0 < len(json_fast._instants) <= json_fast.MAX_INSTANTS
+    stamp = timestamp_pb2.Timestamp(seconds=7919, nanos=5)
+    assert timestamp_text(stamp) == stamp.ToJsonString()

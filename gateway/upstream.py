@@ -19,7 +19,7 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from taskgate import tracing
+from taskgate import metrics, tracing
 from taskgate.gateway.errors import TranscodeError
 from taskgate.gateway.h2channel import FastUnary
 from taskgate.gateway.h2channel import UnaryOutcome as FastOutcome
@@ -35,6 +35,10 @@ from taskgate.rpc import (
 from taskgate.tls import UpstreamTLS
 
 log = logging.getLogger(__name__)
+
+#: `taskgate_gateway_upstream_calls_total`, by the client that made each unary call (P37).
+_BY_EVENT_LOOP = metrics.UPSTREAM_CALLS.labels("event-loop")
+_BY_GRPCIO = metrics.UPSTREAM_CALLS.labels("grpcio")
 
 BAD_GATEWAY = 502
 
@@ -262,7 +266,9 @@ class GrpcInvoker:
             body = request.SerializeToString()
             outcome = await self._fast.unary(method, body, options.timeout, metadata)
             if outcome is not None:
+                _BY_EVENT_LOOP.inc()
                 return await self._fast_result(method, response_type, outcome)
+        _BY_GRPCIO.inc()
         call: grpc.aio.UnaryUnaryCall[Message, bytes]
         call = self._channel.unary_unary(method, request_serializer=_serialize)(
             request, timeout=options.timeout, metadata=metadata, wait_for_ready=False

@@ -97,6 +97,14 @@ DB_ERRORS = Counter(
     ("kind",),
 )
 
+UPSTREAM_CALLS = Counter(
+    "taskgate_gateway_upstream_calls",
+    "Unary calls taskgate gateway made to its upstream, by client: event-loop (one HTTP/2 "
+    "connection run by the event loop) or grpcio (grpc.aio: the event-loop client is off, not "
+    "connected, or could not carry the call).",
+    ("client",),
+)
+
 
 def _version() -> str:
     try:

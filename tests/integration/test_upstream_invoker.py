@@ -17,6 +17,7 @@ import pytest
 from google.protobuf import any_pb2, descriptor_pool
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
+from prometheus_client import REGISTRY
 
 from taskgate.gateway.discovery import discover_services
 from taskgate.gateway.h2channel import FastUnary
@@ -80,11 +81,20 @@ async def failure(call: Any) -> RpcStatusError:
     return caught.value
 
 
-async def test_unary_returns_the_response_and_both_metadata(invoker: GrpcInvoker) -> None:
+def upstream_calls(client: str) -> float:
+    found = REGISTRY.get_sample_value("taskgate_gateway_upstream_calls_total", {"client": client})
+    return found or 0.0
+
+
+async def test_unary_returns_the_response_and_both_metadata(
+    invoker: GrpcInvoker, client: str
+) -> None:
     options = CallOptions(metadata=(("x-user", "ada"), ("x-raw-bin", b"\x00\xff")), timeout=5)
+    before = upstream_calls(client)
 
     result = await invoker.unary("/tgtest.Library/GetBook", pb.GetBookRequest(name="s/1"), options)
 
+    assert upstream_calls(client) == before + 1  # the client it was made with, counted
     assert result.response == pb.Book(name="s/1", title="title of s/1", page_count=3, color=pb.RED)
     assert ("x-echo-x-user", "ada") in result.header_metadata
     assert ("x-echo-x-raw-bin", b"\x00\xff") in result.header_metadata

@@ -506,6 +506,10 @@ class FastUnary:
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
         return None
 
+    def connect_soon(self) -> None:
+        """Start opening the connection in the background (if none is up or being opened)."""
+        self._usable()
+
     async def connect(self) -> bool:
         """Open the connection now (at start-up, once the upstream is known to be up), so that
         the first calls need not go through grpc.aio; whether it is up."""

@@ -222,7 +222,7 @@ async def gateway_serving(config: StandaloneConfig) -> AsyncIterator[RunningGate
             routes = _route_table(discovered, config)
             pool = discovered.pool
             if fast is not None:
-                await fast.connect()
+                await _connect_fast(fast, config)
         else:  # T73: nothing to serve yet; the app answers 503 until discovery succeeds
             routes, pool = RouteTable(()), descriptor_pool.DescriptorPool()
         invoker = _invoker(channel, config, pool, fast)
@@ -298,6 +298,16 @@ async def _discover(channel: grpc.aio.Channel, config: StandaloneConfig) -> Disc
         raise GatewayStartupError(str(error)) from None
 
 
+async def _connect_fast(fast: FastUnary, config: StandaloneConfig) -> None:
+    """The event-loop client's connection, opened now if the upstream has just answered
+    reflection (so the first calls use it), else in the background: a descriptor set starts
+    the gateway at once, whether or not its upstream is there (T73)."""
+    if config.descriptor_set is None:
+        await fast.connect()
+    else:
+        fast.connect_soon()
+
+
 def _fast_unary(config: StandaloneConfig) -> FastUnary | None:
     """The event-loop client for unary calls (P37), unless told not to or the upstream is TLS."""
     if not config.event_loop_client or config.upstream_tls is not None:
@@ -333,7 +343,7 @@ async def _serve_discovered(
 ) -> None:
     """Serve `routes` (built from `discovered`) from the next request on."""
     if running.fast is not None:
-        await running.fast.connect()
+        await _connect_fast(running.fast, config)
     invoker = _invoker(channel, config, discovered.pool, running.fast)
     replace_routes(app, routes, invoker, discovered.pool, comments=discovered.comments)
     running.routes = routes

@@ -99,6 +99,15 @@ async def gateway_for(target: str, tmp_path: Path, **options: Any) -> AsyncItera
         yield f"http://127.0.0.1:{running.port}"
 
 
+async def test_a_silent_upstream_does_not_hold_up_start_up(tmp_path: Path) -> None:
+    """With a descriptor set the gateway listens at once (T73), even while the event-loop
+    client's connection (P37) waits for the upstream's SETTINGS."""
+    async with raw_server(say_nothing) as target:
+        started = time.monotonic()
+        async with gateway_for(target, tmp_path):
+            assert time.monotonic() - started < 1
+
+
 async def test_an_upstream_that_never_answers_is_504_within_the_connect_timeout(
     tmp_path: Path,
 ) -> None:

@@ -1,9 +1,11 @@
 """`GrpcInvoker`: the Invoker over a grpc.aio channel to an upstream, and the channel it uses.
 
-The only place gateway/ calls the upstream's RPCs (discovery.py only asks reflection). It sends
-and receives raw bytes through generic callables, decodes responses with classes from a
-descriptor pool, and turns every `AioRpcError` into an `RpcStatusError` whose message never
-carries Python or grpc-core text the caller can't act on.
+The only place gateway/ calls the upstream's RPCs (discovery.py only asks reflection). Unary
+calls go through the event-loop client (h2channel.py, P37) when it can carry them; everything
+else through grpc.aio's generic callables, raw bytes either way. Responses are decoded with
+classes from a descriptor pool, and every failure (an `AioRpcError`, or a non-OK outcome of the
+event-loop client) becomes an `RpcStatusError` whose message never carries Python or grpc-core
+text the caller can't act on.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ _LASTING_PHRASES: Final = (
     "handshake",
 )
 REQUEST_HEADER_FIELDS_TOO_LARGE = 431
-#: A call's trailing metadata: grpc.aio's, or the event-loop client's (h2channel.py).
+#: A call's header or trailing metadata: grpc.aio's, or the event-loop client's (h2channel.py).
 _Trailers = grpc.aio.Metadata | Metadata | None
 
 #: Plain words for the operator, by a phrase of grpc-core's text; the first match wins.
@@ -188,11 +190,6 @@ def classify_failure(code: grpc.StatusCode, details: str, upstream: str) -> Upst
     return UpstreamFailure(code, details)
 
 
-def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> RpcStatusError:
-    """The exception a failed grpc.aio call raises (`call_error`)."""
-    return call_error(exc.code(), exc.details() or "", exc.trailing_metadata(), upstream)
-
-
 def call_error(
     code: grpc.StatusCode,
     details: str,
@@ -253,10 +250,21 @@ class GrpcInvoker:
         self._resolve_details = resolve_details
 
     async def _failure(self, exc: grpc.aio.AioRpcError) -> RpcStatusError:
-        """The error a failed call raises (`upstream_error`), its detail types resolved."""
-        error = upstream_error(exc, self._upstream)
+        """The error a failed grpc.aio call raises (`_error`)."""
+        code, details = exc.code(), exc.details() or ""
+        return await self._error(code, details, exc.initial_metadata(), exc.trailing_metadata())
+
+    async def _error(
+        self, code: grpc.StatusCode, details: str, header: _Trailers, trailer: _Trailers
+    ) -> RpcStatusError:
+        """The error a failed call raises (`call_error`), its detail types resolved, with the
+        call's header and trailing metadata (T61: the keys gRPC keeps for itself, such as
+        grpc-status-details-bin, stay behind)."""
+        error = call_error(code, details, trailer, self._upstream)
         if self._resolve_details is not None and error.status.details:
             await self._resolve_details(error.status.details)
+        error.header_metadata = tuple(header or ())
+        error.trailing_metadata = _forwarded(trailer)
         return error
 
     async def unary(self, method: str, request: Message, options: CallOptions) -> UnaryResult:
@@ -278,7 +286,7 @@ class GrpcInvoker:
             header = await call.initial_metadata()
             trailer = await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
-            raise _with_call_metadata(await self._failure(exc), exc) from None
+            raise await self._failure(exc) from None
         except asyncio.CancelledError:
             call.cancel()
             raise
@@ -290,16 +298,11 @@ class GrpcInvoker:
         self, method: str, response_type: type[Message], outcome: FastOutcome
     ) -> UnaryResult:
         """A call `fast` carried, as grpc.aio's would be: the result, or its error."""
-        trailer = outcome.trailing_metadata
+        header, trailer = outcome.header_metadata, outcome.trailing_metadata
         if outcome.code != grpc.StatusCode.OK:
-            error = call_error(outcome.code, outcome.message, trailer, self._upstream)
-            if self._resolve_details is not None and error.status.details:
-                await self._resolve_details(error.status.details)
-            error.header_metadata = outcome.header_metadata
-            error.trailing_metadata = _forwarded(trailer)
-            raise error
+            raise await self._error(outcome.code, outcome.message, header, trailer)
         response = self._decode(method, response_type, outcome.body)
-        return UnaryResult(response, outcome.header_metadata, _forwarded(trailer))
+        return UnaryResult(response, header, _forwarded(trailer))
 
     def server_stream(self, method: str, request: Message, options: CallOptions) -> ResponseStream:
         started = _StartedCall()
@@ -333,7 +336,7 @@ class GrpcInvoker:
             header = await call.initial_metadata()
             trailer = await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
-            raise _with_call_metadata(await self._failure(exc), exc) from None
+            raise await self._failure(exc) from None
         except BaseException:  # a bad request line, the client gone: the call ends here
             call.cancel()
             raise
@@ -374,7 +377,7 @@ class GrpcInvoker:
             started.raise_writer_failure()
         except grpc.aio.AioRpcError as exc:
             started.raise_writer_failure()  # the call failed because its requests did
-            raise _with_call_metadata(await self._failure(exc), exc) from None
+            raise await self._failure(exc) from None
         except asyncio.CancelledError:
             started.raise_writer_failure()  # cancelled by the writer, not by our caller
             raise
@@ -463,14 +466,6 @@ async def _write_requests(call: _WritableCall, requests: AsyncIterator[Message])
     except BaseException:
         call.cancel()
         raise
-
-
-def _with_call_metadata(error: RpcStatusError, exc: grpc.aio.AioRpcError) -> RpcStatusError:
-    """T61: a failed call's header and trailing metadata go with its error (the keys gRPC keeps
-    for itself, such as grpc-status-details-bin, stay behind)."""
-    error.header_metadata = tuple(exc.initial_metadata() or ())
-    error.trailing_metadata = _forwarded(exc.trailing_metadata())
-    return error
 
 
 def _forwarded(trailer: _Trailers) -> Metadata:

@@ -7,7 +7,7 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from taskgate.gateway.upstream import GrpcInvoker, describe_unreachable, upstream_error
+from taskgate.gateway.upstream import GrpcInvoker, call_error, describe_unreachable
 from taskgate.rpc import STATUS_DETAILS_KEY, CallOptions, RpcStatusError
 
 REFUSED = (
@@ -36,23 +36,15 @@ def test_describe_unreachable(details: str, words: str | None) -> None:
     assert describe_unreachable(details) == words
 
 
-def rpc_error(
-    code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str | bytes], ...] = ()
-) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(
-        code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details=details
-    )
-
-
 def test_dead_upstream_is_named_without_grpc_core_text() -> None:
-    status = upstream_error(rpc_error(grpc.StatusCode.UNAVAILABLE, REFUSED), "h:1").status
+    status = call_error(grpc.StatusCode.UNAVAILABLE, REFUSED, None, "h:1").status
     assert status.code == grpc.StatusCode.UNAVAILABLE
     assert status.message == "upstream h:1 is unavailable: connection refused"
 
 
 def test_unavailable_chosen_by_the_service_keeps_its_message() -> None:
-    error = rpc_error(grpc.StatusCode.UNAVAILABLE, "the database is down")
-    assert upstream_error(error, "h:1").status.message == "the database is down"
+    error = call_error(grpc.StatusCode.UNAVAILABLE, "the database is down", None, "h:1")
+    assert error.status.message == "the database is down"
 
 
 def test_details_come_from_the_status_trailer_and_unknown_types_stay_raw() -> None:
@@ -62,9 +54,9 @@ def test_details_come_from_the_status_trailer_and_unknown_types_stay_raw() -> No
     rich = status_pb2.Status(code=3, message="bad", details=[bad_request, unknown])
     trailer = (STATUS_DETAILS_KEY, rich.SerializeToString())
 
-    status = upstream_error(
-        rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", (trailer,)), ""
-    ).status
+    # grpc.aio's own Metadata, as a failed grpc.aio call carries it
+    trailers = grpc.aio.Metadata(trailer)
+    status = call_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", trailers, "").status
 
     assert status.message == "bad"
     assert status.details == (bad_request, unknown)
@@ -72,7 +64,7 @@ def test_details_come_from_the_status_trailer_and_unknown_types_stay_raw() -> No
 
 def test_undecodable_status_trailer_gives_no_details() -> None:
     trailer = (STATUS_DETAILS_KEY, b"\xff\xff")
-    status = upstream_error(rpc_error(grpc.StatusCode.INTERNAL, "x", (trailer,)), "").status
+    status = call_error(grpc.StatusCode.INTERNAL, "x", (trailer,), "").status
     assert (status.code, status.details) == (grpc.StatusCode.INTERNAL, ())
 
 

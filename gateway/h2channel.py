@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, cast
 
 import grpc
 import hpack
@@ -157,9 +157,9 @@ class H2Connection(asyncio.Protocol):
     # --- sending ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 (stream transports only)
-        self._transport = transport
-        transport.write(_HELLO)
+        # A stream transport (asyncio's, or uvloop's, which is not an asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(_HELLO)
 
     def _send(self, frames: bytes) -> None:
         """Frames written at the end of this loop iteration, together with all others queued

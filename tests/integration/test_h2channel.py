@@ -405,3 +405,20 @@ async def test_a_silent_or_garbage_upstream_never_gets_a_connection(
     finally:
         await client.close()
         server.close()
+
+
+def test_the_client_runs_on_uvloop_too() -> None:
+    """`--loop uvloop`: uvloop's transports are not asyncio.Transport subclasses."""
+    import uvloop  # a dev dependency (P30)
+
+    async def respond(peer: Peer, request: Request) -> None:
+        peer.answer(request.sid)
+
+    async def scenario() -> UnaryOutcome:
+        async with client_of(ScriptedServer(respond)) as client:
+            return await call(client)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        outcome = runner.run(scenario())
+
+    assert (outcome.code, outcome.body) == (grpc.StatusCode.OK, MESSAGE)

@@ -375,13 +375,14 @@ class H2Connection(asyncio.Protocol):
             body,
         )
         self._end(stream, outcome)
-        self._maybe_done()
 
     def _end(self, stream: _Stream, outcome: UnaryOutcome | None) -> None:
+        """A stream (already out of `_streams`) is over: its timer stops, its caller hears."""
         if stream.timer is not None:
             stream.timer.cancel()
         if outcome is not None and not stream.future.done():
             stream.future.set_result(outcome)
+        self._maybe_done()
 
     def _control(self, frame_type: int, flags: int, sid: int, payload: bytes) -> None:
         if frame_type == w.CONTINUATION:
@@ -438,7 +439,6 @@ class H2Connection(asyncio.Protocol):
             }.get(error_code, grpc.StatusCode.INTERNAL)
             outcome = UnaryOutcome(code, f"Received RST_STREAM with error code {error_code}")
         self._end(stream, outcome)
-        self._maybe_done()
 
     def _goaway(self, last_stream_id: int) -> None:
         self.draining = True
@@ -448,7 +448,8 @@ class H2Connection(asyncio.Protocol):
         self._maybe_done()
 
     def _maybe_done(self) -> None:
-        if self.draining and not self._streams and self._transport is not None:
+        """A draining connection closes once its last stream is over."""
+        if self.draining and not self._streams and self._transport is not None and not self.closed:
             self._flush()
             self._transport.close()
 

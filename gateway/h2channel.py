@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final, cast
 
 import grpc
@@ -72,24 +73,15 @@ def _goaway(error_code: int) -> bytes:
     return w.frame_header(8, w.GOAWAY, 0, 0) + bytes(4) + error_code.to_bytes(4, "big")
 
 
+@dataclass(frozen=True, slots=True)
 class UnaryOutcome:
     """A finished call: its code and message, metadata, and the response message (OK only)."""
 
-    __slots__ = ("body", "code", "header_metadata", "message", "trailing_metadata")
-
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        message: str,
-        header_metadata: Metadata = (),
-        trailing_metadata: Metadata = (),
-        body: bytes = b"",
-    ) -> None:
-        self.code = code
-        self.message = message
-        self.header_metadata = header_metadata
-        self.trailing_metadata = trailing_metadata
-        self.body = body
+    code: grpc.StatusCode
+    message: str
+    header_metadata: Metadata = ()
+    trailing_metadata: Metadata = ()
+    body: bytes = b""
 
 
 #: What a stream ends with when grpc.aio should make the call instead (never processed).

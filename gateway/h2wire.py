@@ -20,6 +20,8 @@ from urllib.parse import unquote_to_bytes
 
 import grpc
 
+from taskgate.gateway.field_paths import parse_base64
+from taskgate.gateway.metadata import VALID_KEY
 from taskgate.rpc import Metadata
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -140,7 +142,7 @@ def metadata_fields(metadata: Sequence[tuple[str, str | bytes]]) -> bytes | None
     ASCII, a `-bin` value that is not bytes): grpc's own client then refuses it in its words."""
     out = []
     for key, value in metadata:
-        if not key.isascii() or not key or key != key.lower() or key.startswith(":"):
+        if not VALID_KEY.fullmatch(key):
             return None
         if key.endswith("-bin"):
             if not isinstance(value, bytes):
@@ -170,8 +172,7 @@ def response_metadata(fields: Iterable[tuple[bytes, bytes]]) -> Metadata:
         name = key.decode("ascii", "replace")
         if name.endswith("-bin"):
             try:
-                padded = value + b"=" * (-len(value) % 4)
-                out.append((name, base64.b64decode(padded, validate=True)))
+                out.append((name, parse_base64(value.decode("latin-1"))))
             except ValueError:
                 continue  # grpc-core drops an undecodable binary value too
         else:

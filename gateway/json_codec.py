@@ -23,7 +23,7 @@ from taskgate.gateway.field_paths import (
     is_map,
     is_plain_message,
 )
-from taskgate.gateway.json_fast import dump_json, map_key
+from taskgate.gateway.json_fast import map_key
 from taskgate.gateway.json_reader import Reader
 from taskgate.gateway.options import GatewayOptions
 from taskgate.gateway.timestamps import TIMESTAMP_TYPE, is_rfc3339
@@ -235,20 +235,21 @@ def _expected(field: FieldDescriptor) -> str:
     return expected_value(field)
 
 
-def message_to_value(
+def message_json(
     message: Message, options: GatewayOptions, pool: descriptor_pool.DescriptorPool | None = None
-) -> Any:
-    """`message` as a JSON value (a dict, or a string etc. for well-known types)."""
+) -> str:
+    """`message` as JSON text (an object, or a string etc. for well-known types)."""
     if not options.emit_unpopulated:
-        fast = json_fast.to_value(message, options.use_proto_field_names)
+        fast = json_fast.to_json(message, options.use_proto_field_names)
         if fast is not None:
             return fast
-    return json_format.MessageToDict(
+    value = json_format.MessageToDict(
         message,
         preserving_proto_field_name=options.use_proto_field_names,
         always_print_fields_with_no_presence=options.emit_unpopulated,
         descriptor_pool=pool,
     )
+    return json_fast.dump_text(value)
 
 
 def render_response(
@@ -264,10 +265,10 @@ def render_response(
     if target is not None:
         if target.DESCRIPTOR.full_name == "google.api.HttpBody":
             return render_http_body(target)
-        return RenderedBody(dump_json(message_to_value(target, options, pool)), JSON_CONTENT_TYPE)
+        return RenderedBody(message_json(target, options, pool).encode(), JSON_CONTENT_TYPE)
     assert response_body is not None  # noqa: S101 (narrowing only)
-    value = _field_value(response, response_body, options, pool)
-    return RenderedBody(dump_json(value), JSON_CONTENT_TYPE)
+    text = _field_json(response, response_body, options, pool)
+    return RenderedBody(text.encode(), JSON_CONTENT_TYPE)
 
 
 def render_http_body(http_body: Message) -> RenderedBody:
@@ -280,20 +281,24 @@ def _is_singular_message(field: FieldDescriptor) -> bool:
     return field.message_type is not None and not field.is_repeated
 
 
-def _field_value(
+def _field_json(
     response: Message,
     field: FieldDescriptor,
     options: GatewayOptions,
     pool: descriptor_pool.DescriptorPool | None,
-) -> Any:
-    """A repeated, map or scalar `response_body` field as a bare JSON value."""
+) -> str:
+    """A repeated, map or scalar `response_body` field as bare JSON text."""
     value = getattr(response, field.name)
     if is_map(field):
         value_field = field.message_type.fields_by_name["value"] if field.message_type else None
         if value_field is not None and value_field.message_type is not None:
-            return {map_key(k): message_to_value(v, options, pool) for k, v in value.items()}
+            entries = [
+                json_fast.dump_text(map_key(k)) + ":" + message_json(v, options, pool)
+                for k, v in value.items()
+            ]
+            return "{" + ",".join(entries) + "}"
     elif field.is_repeated and field.message_type is not None:
-        return [message_to_value(item, options, pool) for item in value]
+        return "[" + ",".join([message_json(item, options, pool) for item in value]) + "]"
     # Scalars (and repeated/map of scalars): let json_format spell them (int64 as strings, ...).
     holder = type(response)()
     if is_map(field):
@@ -305,4 +310,4 @@ def _field_value(
     rendered = json_format.MessageToDict(
         holder, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    return rendered.get(field.name)
+    return json_fast.dump_text(rendered.get(field.name))

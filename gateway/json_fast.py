@@ -1,13 +1,15 @@
 """A faster ProtoJSON writer for the common case, byte-identical to json_format's.
 
 json_format.MessageToDict walks every field in Python and asks the descriptor about each one,
-for every message. This writer asks protobuf only for the fields that are set (`ListFields`, in
-C) and converts them with a plan compiled once per message type. It covers what list and get
-responses are made of: strings, bools, integers, enums, bytes, nested messages, repeated fields
-and maps of those, Timestamps (`timestamp_text`, ToJsonString's text made faster), and other
-google.protobuf.* values (delegated to json_format, one field at a time).
-Anything else (float and double fields, Any, proto2 extensions, unpopulated output) makes
-`to_value` return None, and the caller uses json_format for the whole message.
+for every message, and the result is then encoded by `json`. This writer asks protobuf only for
+the fields that are set (`ListFields`, in C) and writes each one's JSON text directly, with a plan
+compiled once per message type whose writers are mostly C functions (`json`'s string encoder,
+`str`, a dict lookup). It covers what list and get responses are made of: strings, bools,
+integers, enums, bytes, nested messages, repeated fields and maps of those, Timestamps
+(`timestamp_text`, ToJsonString's text made faster), and other google.protobuf.* values
+(delegated to json_format, one field at a time). Anything else (float and double fields, Any,
+types with proto2 extensions, recursive types, unpopulated output) makes `to_json` return None,
+and the caller uses json_format for the whole message.
 
 `dump_json` and `map_key` are shared with json_codec, which writes what this writer declines.
 """
@@ -18,18 +20,19 @@ import base64
 import datetime
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
 FD = descriptor.FieldDescriptor
-Convert = Callable[[Any], Any]
+#: How a set field's value is written: its JSON text.
+Write = Callable[[Any], str]
 
 _INT64 = frozenset({FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED64,
                     FD.TYPE_SFIXED64})  # fmt: skip
-_PLAIN = frozenset({FD.TYPE_STRING, FD.TYPE_BOOL, FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_SINT32,
-                    FD.TYPE_FIXED32, FD.TYPE_SFIXED32})  # fmt: skip
+_INT32 = frozenset({FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_SINT32, FD.TYPE_FIXED32,
+                    FD.TYPE_SFIXED32})  # fmt: skip
 _UNSUPPORTED = object()
 #: (message descriptor, use proto names) -> its plan, or _UNSUPPORTED. Keyed by the descriptor,
 #: not its name: `taskgate gateway` may load a redeployed upstream's changed message under the
@@ -40,11 +43,20 @@ MAX_PLANS = 2048
 
 #: Made once: `json.dumps` with any argument builds an encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: A str as JSON text exactly as `_ENCODER` writes it (ensure_ascii off): json's C function.
+_string = cast(Write, json.encoder.encode_basestring)
+_BOOLS = {True: "true", False: "false"}
 
 
 def dump_json(value: Any) -> bytes:
     """Compact JSON, UTF-8, as grpc-gateway writes it."""
     return _ENCODER.encode(value).encode()
+
+
+def dump_text(value: Any) -> str:
+    """`dump_json`'s text, before UTF-8."""
+    text: str = _ENCODER.encode(value)
+    return text
 
 
 def map_key(key: Any) -> str:
@@ -54,9 +66,9 @@ def map_key(key: Any) -> str:
     return str(key)
 
 
-def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
-    """`message` as json_format.MessageToDict would give it (unpopulated fields omitted), or
-    None when this writer does not cover its type."""
+def to_json(message: Message, use_proto_field_names: bool) -> str | None:
+    """`message` as JSON text, exactly as `dump_json(json_format.MessageToDict(message))` would
+    write it (unpopulated fields omitted), or None when this writer does not cover its type."""
     message_type: descriptor.Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb's twin
     if message_type.full_name.startswith("google.protobuf."):
         return None  # a well-known type is a string, a list...: json_format knows each one
@@ -65,21 +77,20 @@ def to_value(message: Message, use_proto_field_names: bool) -> Any | None:
     plan = _plan(message_type, use_proto_field_names)
     if plan is _UNSUPPORTED:
         return None
-    return _write(message, plan)
+    return _text(message, plan)
 
 
-#: A message's plan: each field's JSON key and converter (None: the value is written as it is,
-#: which spares a call for most fields: strings, bools, 32-bit integers). Keyed by the field's
-#: descriptor, the very object `ListFields` hands back (protobuf keeps one per field).
-Plan = dict[descriptor.FieldDescriptor, tuple[str, Convert | None]]
+#: A message's plan: each field's `"key":` and its writer. Keyed by the field's descriptor, the
+#: very object `ListFields` hands back (protobuf keeps one per field).
+Plan = dict[descriptor.FieldDescriptor, tuple[str, Write]]
 
 
-def _write(message: Message, plan: Plan) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _text(message: Message, plan: Plan) -> str:
+    parts = []
     for field, value in message.ListFields():
-        key, convert = plan[field]
-        out[key] = value if convert is None else convert(value)
-    return out
+        key, write = plan[field]
+        parts.append(key + write(value))
+    return "{" + ",".join(parts) + "}"
 
 
 def _plan(message: descriptor.Descriptor, proto_names: bool) -> Any:
@@ -88,8 +99,10 @@ def _plan(message: descriptor.Descriptor, proto_names: bool) -> Any:
         _plans[cache_key] = _UNSUPPORTED  # a recursive type is planned once, below
         plan: Any
         try:
+            if message.extension_ranges:
+                raise _UnsupportedError  # an extension set is listed by ListFields, unplanned
             plan = {
-                f: (f.name if proto_names else f.json_name, _converter(f, proto_names))
+                f: (_string(f.name if proto_names else f.json_name) + ":", _writer(f, proto_names))
                 for f in message.fields
             }
         except _UnsupportedError:
@@ -102,47 +115,47 @@ class _UnsupportedError(Exception):
     pass
 
 
-def _converter(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert | None:
-    """How to write a set field's value; None: as it is."""
+def _writer(field: descriptor.FieldDescriptor, proto_names: bool) -> Write:
+    """How to write a set field's value."""
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        key = _scalar(field.message_type.fields_by_name["key"]) or _same
-        value = _single(field.message_type.fields_by_name["value"], proto_names) or _same
-        return lambda entries: {map_key(key(k)): value(v) for k, v in entries.items()}
+        key = _map_key_writer(field.message_type.fields_by_name["key"])
+        value = _single(field.message_type.fields_by_name["value"], proto_names)
+        return lambda entries: (
+            "{" + ",".join([key(k) + ":" + value(v) for k, v in entries.items()]) + "}"
+        )
     single = _single(field, proto_names)
     if not field.is_repeated:
         return single
-    if single is None:
-        return list
     if isinstance(single, _Nested):  # one call per element, not two (a page of messages)
         plan = single.plan
-        return lambda items: [_write(item, plan) for item in items]
-    return lambda items: [single(item) for item in items]
+        return lambda items: "[" + ",".join([_text(item, plan) for item in items]) + "]"
+    return lambda items: "[" + ",".join(map(single, items)) + "]"
 
 
 class _Nested:
-    """Writes a nested message with its plan; `_converter` reads the plan of repeated ones."""
+    """Writes a nested message with its plan; `_writer` reads the plan of repeated ones."""
 
     __slots__ = ("plan",)
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
 
-    def __call__(self, sub: Message) -> dict[str, Any]:
-        return _write(sub, self.plan)
+    def __call__(self, sub: Message) -> str:
+        return _text(sub, self.plan)
 
 
-def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert | None:
+def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Write:
     message = field.message_type
     if message is None:
         return _scalar(field)
     if message.full_name == "google.protobuf.Timestamp":
-        return timestamp_text
+        return lambda timestamp: '"' + timestamp_text(timestamp) + '"'  # digits, -, :, T, ., Z
     if message.full_name in _TO_JSON_STRING:
-        return _to_json_string  # what json_format itself calls for these
+        return lambda value: _string(_to_json_string(value))  # what json_format calls for these
     if message.full_name.startswith("google.protobuf."):
         if message.full_name == "google.protobuf.Any":
             raise _UnsupportedError
-        return json_format.MessageToDict  # a well-known type's own JSON form
+        return lambda value: dump_text(json_format.MessageToDict(value))  # its own form
     if message.full_name == getattr(field.containing_type, "full_name", None):
         raise _UnsupportedError  # keep recursion out of the fast path
     plan = _plan(message, proto_names)
@@ -151,17 +164,35 @@ def _single(field: descriptor.FieldDescriptor, proto_names: bool) -> Convert | N
     return _Nested(plan)
 
 
-def _scalar(field: descriptor.FieldDescriptor) -> Convert | None:
-    if field.type in _PLAIN:
-        return None
+def _scalar(field: descriptor.FieldDescriptor) -> Write:
+    if field.type == FD.TYPE_STRING:
+        return _string
+    if field.type == FD.TYPE_BOOL:
+        return _BOOLS.__getitem__
+    if field.type in _INT32:
+        return str  # an int as json writes it
     if field.type in _INT64:
-        return str
+        return lambda number: f'"{number}"'
     if field.type == FD.TYPE_BYTES:
-        return lambda data: base64.b64encode(data).decode("ascii")
+        return lambda data: '"' + base64.b64encode(data).decode("ascii") + '"'
     if field.type == FD.TYPE_ENUM and field.enum_type is not None:
-        names = {v.number: v.name for v in field.enum_type.values}
-        return lambda number: names.get(number, number)
+        return _EnumNames({v.number: _string(v.name) for v in field.enum_type.values}).__getitem__
     raise _UnsupportedError  # float, double (NaN, Infinity, float32 rounding), groups
+
+
+def _map_key_writer(field: descriptor.FieldDescriptor) -> Write:
+    if field.type == FD.TYPE_STRING:
+        return _string
+    _scalar(field)  # the same kinds as a value (a key is never a float or a message)
+    return lambda key: '"' + map_key(key) + '"'  # digits, -, true, false
+
+
+class _EnumNames(dict[int, str]):
+    """An enum's numbers to their quoted names; a number the enum does not define is written as
+    a number, as json_format writes it."""
+
+    def __missing__(self, number: int) -> str:
+        return str(number)
 
 
 _TO_JSON_STRING = frozenset({"google.protobuf.Duration"})
@@ -217,7 +248,3 @@ def _instant_text(seconds: int, nanos: int) -> str:
 def _to_json_string(message: Any) -> str:
     text: str = message.ToJsonString()
     return text
-
-
-def _same(value: Any) -> Any:
-    return value

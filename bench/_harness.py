@@ -246,13 +246,16 @@ def reseed(rest_port: int, count: int = 20) -> None:
 # --- taskgate ----------------------------------------------------------------------------
 
 
-def start_taskgate(procs: Procs, grpc_port: int, http_port: int) -> subprocess.Popen[bytes]:
+def start_taskgate(
+    procs: Procs, grpc_port: int, http_port: int, log_level: str = "WARNING"
+) -> subprocess.Popen[bytes]:
+    """`taskgate serve` on the bench database (its lines go to results/raw/taskgate.log)."""
     taskgate = shutil.which("taskgate") or "taskgate"
     proc = procs.start(
         "taskgate",
         [taskgate, "serve", "--grpc-address", f"127.0.0.1:{grpc_port}",
          "--http-address", f"127.0.0.1:{http_port}", "--database-url", DB_URL,
-         "--log-level", "WARNING"],
+         "--log-level", log_level],
     )  # fmt: skip
     wait_http(http_port, TASKS_PATH + "?page_size=1")
     return proc

@@ -11,10 +11,13 @@ and runs, per repetition, GET /apis/v1alpha1/tasks?page_size=10 (20 seeded tasks
 before every run) and POST (the peer's post.lua body) at wrk -t1 -c32, then -c1, the two
 gateways one after the other within each step (interleaved, so drift hits both alike). CPU
 µs/req per process comes from /proc/PID/stat: the gateway alone, and the upstream (serve) plus
-its PostgreSQL backends, which both paths share.
+its PostgreSQL backends, which both paths share. Both taskgate processes run as shipped, at
+`--log-level INFO`: an access line per request, written to results/raw/<name>.log (the peer
+writes none); `--log-level WARNING` measures them without.
 
     flock /tmp/taskgate-bench.lock python bench/gateway_path.py [--quick] [--repeat 2]
-        [--duration 10s] [--latency-duration 5s] [--profile] [--write-results]
+        [--duration 10s] [--latency-duration 5s] [--log-level INFO] [--profile]
+        [--write-results] [--variant NAME:FLAGS]
 
 `run(quick)` is the entry point `python -m bench` calls; it returns one dict per wrk run.
 --write-results rewrites this script's section of RESULTS.md (between its own markers).
@@ -76,6 +79,7 @@ def run(quick: bool) -> list[dict[str, object]]:
         gomaxprocs="1",
         profile=False,
         native=False,
+        log_level="INFO",
         extra_args=[],
         variant=[] if quick else ["uvloop:--loop uvloop"],
     )
@@ -96,6 +100,9 @@ def main() -> None:
     parser.add_argument("--latency-duration", default="5s")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--gomaxprocs", default="1", help="GOMAXPROCS for gw ('' = Go default)")
+    parser.add_argument(
+        "--log-level", default="INFO", help="of serve and the gateways (INFO: as shipped)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy one GET run on gateway")
     parser.add_argument("--native", action="store_true", help="--profile with native frames")
     parser.add_argument("--write-results", action="store_true", help="update RESULTS.md")
@@ -129,17 +136,17 @@ def main() -> None:
     print(text)
     log(f"raw figures: {path}")
     if args.write_results:
-        write_results(text)
+        write_results(text, args.log_level)
 
 
 def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
-    serve = start_taskgate(procs, GRPC_PORT, SERVE_HTTP_PORT)
+    serve = start_taskgate(procs, GRPC_PORT, SERVE_HTTP_PORT, args.log_level)
     reseed(SERVE_HTTP_PORT)
     taskgate = shutil.which("taskgate") or "taskgate"
     gateway = procs.start(
         "gateway",
         [taskgate, "gateway", "--upstream", f"127.0.0.1:{GRPC_PORT}", "--preset", "kfp",
-         "--http-address", f"127.0.0.1:{GATEWAY_PORT}", "--log-level", "WARNING",
+         "--http-address", f"127.0.0.1:{GATEWAY_PORT}", "--log-level", args.log_level,
          *args.extra_args],
     )  # fmt: skip
     env = dict(os.environ)
@@ -160,7 +167,7 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
         variant = procs.start(
             f"gateway-{name}",
             [taskgate, "gateway", "--upstream", f"127.0.0.1:{GRPC_PORT}", "--preset", "kfp",
-             "--http-address", f"127.0.0.1:{port}", "--log-level", "WARNING",
+             "--http-address", f"127.0.0.1:{port}", "--log-level", args.log_level,
              *args.extra_args, *flags.split()],
         )  # fmt: skip
         targets[f"gateway {name}"] = (port, variant.pid)
@@ -212,6 +219,7 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
         "runs": runs,
         "extra_args": args.extra_args,
         "variants": args.variant,
+        "log_level": args.log_level,
     }
     if args.profile:
         reseed(SERVE_HTTP_PORT)
@@ -303,7 +311,10 @@ def render(report: dict[str, object]) -> str:
     return "\n".join(out)
 
 
-def write_results(text: str) -> None:
+_AS_SHIPPED = " (as shipped: an access line per request, to a file)."
+
+
+def write_results(text: str, log_level: str) -> None:
     """Replace this script's section of RESULTS.md (between its markers), or append it."""
     info = machine()
     section = "\n".join(
@@ -316,7 +327,8 @@ def write_results(text: str) -> None:
             f"{info['kernel']}, Python {info['python']}; load average before {info['loadavg']}.",
             "- Both gateways in front of the same `taskgate serve` gRPC port (gw: GOMAXPROCS=1);"
             " wrk -t1, GET of a 10-task page and POST CreateTask, the two targets interleaved;"
-            " proxy CPU is the gateway process alone.",
+            " proxy CPU is the gateway process alone. serve and the gateways at"
+            f" `--log-level {log_level}`{_AS_SHIPPED if log_level == 'INFO' else '.'}",
             "",
             text,
             END,

@@ -434,7 +434,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, prefix: str = "", log_format: str = "text") -> None:
-    """Root logging to stderr; `prefix` ("worker-0 ") marks a worker's lines."""
+    """Root logging to stderr; `prefix` ("worker-0 ") marks a worker's lines. Neither format
+    prints a record's thread or process, so records are made without looking them up (P39)."""
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if log_format == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter(prefix.strip()))

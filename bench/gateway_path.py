@@ -304,10 +304,11 @@ def render(report: dict[str, object]) -> str:
     ]
     ratio_rows = [
         [target, op, f"-c{conns}", " ".join(f"{v:.2f}" for v in values),
-         f"{statistics.mean(values):.2f}"]
+         f"{statistics.mean(values):.2f}", f"{statistics.median(values):.2f}"]
         for (target, op, conns), values in ratios(runs).items()
     ]  # fmt: skip
-    out += ["", table(["target", "op", "conns", "req/s / peer's, per rep", "mean"], ratio_rows)]
+    headers = ["target", "op", "conns", "req/s / peer's, per rep", "mean", "median"]
+    out += ["", table(headers, ratio_rows)]
     return "\n".join(out)
 
 

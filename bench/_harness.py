@@ -55,7 +55,9 @@ class Procs:
         self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         RAW.mkdir(parents=True, exist_ok=True)
-        with (RAW / f"{name}.log").open("ab") as out:
+        # This run's output only: at INFO a server writes an access line per request, and
+        # appending across runs grew these files by hundreds of MB.
+        with (RAW / f"{name}.log").open("wb") as out:
             proc = subprocess.Popen(
                 list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO
             )
@@ -123,6 +125,15 @@ def cpu_ticks(pid: int) -> int:
         return 0
     fields = text[text.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def system_ticks(pid: int) -> int:
+    """stime alone (the kernel's share of `cpu_ticks`), in clock ticks."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(text[text.rindex(")") + 2 :].split()[12])  # field 15 of proc(5)
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -17,7 +17,8 @@ writes none); `--log-level WARNING` measures them without.
 
     flock /tmp/taskgate-bench.lock python bench/gateway_path.py [--quick] [--repeat 2]
         [--duration 10s] [--latency-duration 5s] [--log-level INFO] [--profile]
-        [--write-results] [--variant NAME:FLAGS]
+        [--write-results] [--variant NAME:FLAGS [--variant-python NAME=PYTHON]
+        [--variant-source NAME=DIR]]
 
 `run(quick)` is the entry point `python -m bench` calls; it returns one dict per wrk run.
 --write-results rewrites this script's section of RESULTS.md (between its own markers).
@@ -43,6 +44,7 @@ os.environ.setdefault("BENCH_DB", "taskgate_bench_gateway")
 from _harness import (
     BENCH,
     GW_BIN,
+    HZ,
     POST_BODY,
     RAW,
     TASKS_PATH,
@@ -58,6 +60,7 @@ from _harness import (
     save_json,
     start_taskgate,
     stop_postgres_if,
+    system_ticks,
     table,
     wait_http,
     wrk,
@@ -82,6 +85,8 @@ def run(quick: bool) -> list[dict[str, object]]:
         log_level="INFO",
         extra_args=[],
         variant=[] if quick else ["uvloop:--loop uvloop"],
+        variant_python=[],
+        variant_source=[],
     )
     pg_started = ensure_postgres()
     fresh_database()
@@ -113,6 +118,20 @@ def main() -> None:
         default=[],
         metavar="NAME:FLAGS",
         help="one more gateway with these flags, measured beside (e.g. 'uvloop:--loop uvloop')",
+    )
+    parser.add_argument(
+        "--variant-python",
+        action="append",
+        default=[],
+        metavar="NAME=PYTHON",
+        help="run variant NAME with this interpreter (a venv with taskgate's dependencies)",
+    )
+    parser.add_argument(
+        "--variant-source",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="run variant NAME from this copy of the source (PYTHONPATH=DIR), for a code A/B",
     )
     parser.add_argument(
         "extra_args", nargs="*", help="more `taskgate gateway` flags (after --)", default=[]
@@ -161,14 +180,20 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
         "gateway": (GATEWAY_PORT, gateway.pid),
         "peer": (PEER_PORT, peer.pid),
     }
+    pythons, sources = _named(args.variant_python), _named(args.variant_source)
     for index, spec in enumerate(args.variant, start=1):
         name, _, flags = spec.partition(":")
         port = PEER_PORT + index
+        variant_env = dict(os.environ)
+        if name in sources:  # another copy of the source: `git archive REV | tar -x -C DIR`
+            variant_env["PYTHONPATH"] = sources[name]
+        command = [pythons[name], "-m", "taskgate"] if name in pythons else [taskgate]
         variant = procs.start(
             f"gateway-{name}",
-            [taskgate, "gateway", "--upstream", f"127.0.0.1:{GRPC_PORT}", "--preset", "kfp",
+            [*command, "gateway", "--upstream", f"127.0.0.1:{GRPC_PORT}", "--preset", "kfp",
              "--http-address", f"127.0.0.1:{port}", "--log-level", args.log_level,
              *args.extra_args, *flags.split()],
+            env=variant_env,
         )  # fmt: skip
         targets[f"gateway {name}"] = (port, variant.pid)
     for port, _ in targets.values():
@@ -191,6 +216,7 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
                     meter = CpuMeter(
                         {"proxy": [pid], "serve": [serve.pid], "postgres": backend_pids}  # type: ignore[dict-item]
                     )
+                    kernel = system_ticks(pid)
                     path = LIST_QUERY if op == "GET" else TASKS_PATH
                     result = wrk(
                         f"http://127.0.0.1:{port}{path}",
@@ -199,12 +225,14 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
                         lua if op == "POST" else None,
                     )
                     used = meter.stop()
+                    kernel = system_ticks(pid) - kernel
                     n = max(result.requests, 1)
                     row: dict[str, object] = {
                         "rep": rep, "op": op, "conns": conns, "target": name,
                         "requests": result.requests, "rps": result.rps,
                         "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
                         "proxy_us": used["proxy"] / n * 1e6,
+                        "proxy_sys_us": kernel / HZ / n * 1e6,
                         "serve_us": used["serve"] / n * 1e6,
                         "postgres_us": used["postgres"] / n * 1e6,
                         "cores_busy": used["machine"] / used["wall"],
@@ -227,6 +255,12 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
             profile(gateway.pid, args.connections, args.duration, native=args.native)
         )
     return report
+
+
+def _named(specs: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs (`--variant-python`, `--variant-source`) by name."""
+    pairs = [spec.partition("=") for spec in specs]
+    return {name: value for name, _, value in pairs}
 
 
 def _check_same_answers() -> None:
@@ -280,7 +314,8 @@ def render(report: dict[str, object]) -> str:
     assert isinstance(runs, list)  # noqa: S101 - shape of our own dict
     rows = [
         [r["rep"], r["op"], f"-c{r['conns']}", r["target"], f"{r['rps']:.0f}",
-         f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}", r["errors"], f"{r['proxy_us']:.0f}",
+         f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}", r["errors"],
+         f"{r['proxy_us']:.0f} ({r.get('proxy_sys_us', 0):.0f})",
          f"{r['serve_us']:.0f}", f"{r['postgres_us']:.0f}", f"{r['cores_busy']:.2f}"]
         for r in runs
     ]  # fmt: skip
@@ -294,7 +329,7 @@ def render(report: dict[str, object]) -> str:
                 "req/s",
                 "p50 / p99 ms",
                 "errors",
-                "proxy CPU µs/req",
+                "proxy CPU µs/req (kernel)",
                 "serve µs/req",
                 "postgres µs/req",
                 "cores busy",

@@ -11,7 +11,8 @@ integers, enums, bytes, nested messages, repeated fields and maps of those, Time
 types with proto2 extensions, recursive types, unpopulated output) makes `to_json` return None,
 and the caller uses json_format for the whole message.
 
-`dump_json` and `map_key` are shared with json_codec, which writes what this writer declines.
+json_codec uses `dump_text` and `map_key` for what this writer declines; `dump_json` (bytes)
+writes error bodies and the Connect door's JSON.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def map_key(key: Any) -> str:
 
 
 def to_json(message: Message, use_proto_field_names: bool) -> str | None:
-    """`message` as JSON text, exactly as `dump_json(json_format.MessageToDict(message))` would
+    """`message` as JSON text, exactly as `dump_text(json_format.MessageToDict(message))` would
     write it (unpopulated fields omitted), or None when this writer does not cover its type."""
     message_type: descriptor.Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb's twin
     if message_type.full_name.startswith("google.protobuf."):

@@ -117,23 +117,24 @@ def http_request(method: str, port: int, path: str, body: str | None = None) -> 
 # --- /proc accounting --------------------------------------------------------------------
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime+stime of every thread of `pid`, in clock ticks (0 once the process is gone)."""
+def _user_system_ticks(pid: int) -> tuple[int, int]:
+    """utime and stime of every thread of `pid`, in clock ticks ((0, 0) once it is gone)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0
+        return 0, 0
     fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime+stime of every thread of `pid`, in clock ticks (0 once the process is gone)."""
+    return sum(_user_system_ticks(pid))
 
 
 def system_ticks(pid: int) -> int:
     """stime alone (the kernel's share of `cpu_ticks`), in clock ticks."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(text[text.rindex(")") + 2 :].split()[12])  # field 15 of proc(5)
+    return _user_system_ticks(pid)[1]
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -182,9 +182,9 @@ def _scalar(field: descriptor.FieldDescriptor) -> Write:
 
 
 def _map_key_writer(field: descriptor.FieldDescriptor) -> Write:
+    """A map key is a string, an integer or a bool (protobuf allows no other kind)."""
     if field.type == FD.TYPE_STRING:
         return _string
-    _scalar(field)  # the same kinds as a value (a key is never a float or a message)
     return lambda key: '"' + map_key(key) + '"'  # digits, -, true, false
 
 

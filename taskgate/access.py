@@ -61,14 +61,13 @@ def log_call(
         return
     ms = round(seconds * 1000, 1)
     method, peer = method or "-", peer or "-"
-    fields: dict[str, object]
-    if status is None:
-        fields = {"door": door, "method": method, "code": code, "ms": ms, "peer": peer}
-        text = f"door={door} method={method} code={code} ms={ms} peer={peer}"
-    else:
-        fields = {"door": door, "method": method, "code": code, "status": status, "ms": ms,
-                  "peer": peer}  # fmt: skip
-        text = f"door={door} method={method} code={code} status={status} ms={ms} peer={peer}"
+    fields: dict[str, object] = {"door": door, "method": method, "code": code}
+    shown_status = ""
+    if status is not None:
+        fields["status"] = status
+        shown_status = f" status={status}"
+    fields["ms"], fields["peer"] = ms, peer
+    text = f"door={door} method={method} code={code}{shown_status} ms={ms} peer={peer}"
     # P31: made and handed to the handlers directly, as `log.info` would, but without its walk
     # up the stack for a caller file and line that no format prints (a sixth of the line's cost).
     record = log.makeRecord(

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 import grpc
 from aiohttp import web
 from google.protobuf import descriptor_pool as descriptor_pool_module
-from google.protobuf.message import Message
 
 from taskgate import metrics, tracing
 from taskgate.access import REQUEST_ID_HEADER, log_call, request_id
@@ -29,7 +28,7 @@ from taskgate.gateway import rpc_web_door
 from taskgate.gateway.body import read_body
 from taskgate.gateway.cors import install_cors
 from taskgate.gateway.docs_ui import OpenApiCache, docs_response, is_docs_path
-from taskgate.gateway.encoding import install_compression
+from taskgate.gateway.encoding import compress_response, may_compress, with_compression
 from taskgate.gateway.errors import (
     TranscodeError,
     error_body,
@@ -114,13 +113,13 @@ def create_gateway_app(
     app[GATEWAY] = GatewayBox(
         GatewayState(routes, invoker, options, health, descriptor_pool, openapi, not_ready)
     )
-    app.router.add_get(METRICS_PATH, _metrics_response)
+    # T49: gzip for clients that accept it; `handle` compresses its own answers (P40).
+    app.router.add_get(METRICS_PATH, with_compression(_metrics_response))
     # Constant answers, before the catch-all: no database, no call limit (docs/decisions.md P10).
     for path, body in {LIVE_PATH: LIVE_BODY, **(fixed_json or {})}.items():
-        app.router.add_get(path, _fixed_json(body))
+        app.router.add_get(path, with_compression(_fixed_json(body)))
     app.router.add_route("*", "/{path:.*}", handle)
     app.on_response_prepare.append(_echo_request_id)
-    install_compression(app)  # T49: gzip for clients that accept it
     if cors_origins:
         install_cors(app, frozenset(origin.lower() for origin in cors_origins))
     return app
@@ -145,7 +144,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     """Every request, observed (docs/decisions.md P5, P10, P11): its request id (the caller's
     `X-Request-Id` if sane, else a new one; echoed, forwarded as `x-request-id`), one access
     line, and the call metrics of its door (REST, gRPC-Web or Connect: T80), with the gRPC code
-    its answer carries."""
+    its answer carries. A complete answer is gzipped here when the client accepts it (T49)."""
     if request.raw_path.partition("?")[0] == HEALTH_PATH:
         return await _admit(request)
     started = time.perf_counter()
@@ -163,6 +162,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         with metrics.in_flight(door):
             response = await _admit(request, web_call)
+            if may_compress(response):
+                await compress_response(request, response)
         code, status = request.get(_CODE, "OK"), response.status
         return response
     finally:
@@ -209,26 +210,32 @@ def _classify(request: web.Request, state: GatewayState) -> rpc_web_door.WebCall
 async def _admit(
     request: web.Request, web_call: rpc_web_door.WebCall | None = None
 ) -> web.StreamResponse:
-    """Every request: route, build, call, render; or one error response.
+    """Every request: route, build, call, render; or one error response, every failure
+    rendered the same way (CancelledError passes).
 
     At most `max_concurrent_calls` run at once; past that, 429 at once (never a queue), in the
     call's protocol (T80), except for `/healthz`, which keeps answering under load
     (docs/decisions.md P3)."""
     box = request.app[GATEWAY]
     state = box.state
-    if request.raw_path.partition("?")[0] == HEALTH_PATH:
-        return await _handle(request, state, None)
-    limit = state.options.max_concurrent_calls
-    if box.in_flight >= limit:
-        request[_CODE] = grpc.StatusCode.RESOURCE_EXHAUSTED.name
-        if web_call is not None:
-            return await rpc_web_door.refuse(request, web_call, _too_many_calls(limit))
-        return error_response(_too_many_calls(limit), state)
-    box.in_flight += 1
+    counted = request.raw_path.partition("?")[0] != HEALTH_PATH
+    if counted:
+        limit = state.options.max_concurrent_calls
+        if box.in_flight >= limit:
+            request[_CODE] = grpc.StatusCode.RESOURCE_EXHAUSTED.name
+            if web_call is not None:
+                return await rpc_web_door.refuse(request, web_call, _too_many_calls(limit))
+            return error_response(_too_many_calls(limit), state)
+        box.in_flight += 1
     try:
-        return await _handle(request, state, web_call)
+        return await _serve(request, state, web_call)
+    except Exception as exc:
+        status = status_from_exception(exc)  # logs an unexpected one: once
+        request[_CODE] = status.code.name
+        return error_response(exc, state, status)
     finally:
-        box.in_flight -= 1
+        if counted:
+            box.in_flight -= 1
 
 
 def _too_many_calls(limit: int) -> TranscodeError:
@@ -238,17 +245,6 @@ def _too_many_calls(limit: int) -> TranscodeError:
         http_status=TOO_MANY_REQUESTS,
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
-
-
-async def _handle(
-    request: web.Request, state: GatewayState, web_call: rpc_web_door.WebCall | None
-) -> web.StreamResponse:
-    try:
-        return await _serve(request, state, web_call)
-    except Exception as exc:  # every failure is rendered the same way; CancelledError passes
-        status = status_from_exception(exc)  # logs an unexpected one: once
-        request[_CODE] = status.code.name
-        return error_response(exc, state, status)
 
 
 async def _serve(
@@ -293,7 +289,8 @@ async def _serve(
     if route.server_streaming:
         stream = state.invoker.server_stream(route.rpc, message, call_options)
         return await stream_response(request, route, stream, state.options)
-    return await _unary(request, state, match, message, call_options)
+    result = await state.invoker.unary(route.rpc, message, call_options)
+    return _unary_response(state, route, result)
 
 
 def _check_ready(not_ready: NotReady) -> None:
@@ -337,17 +334,6 @@ async def _request_stream(
     return _unary_response(state, route, result)
 
 
-async def _unary(
-    request: web.Request,
-    state: GatewayState,
-    match: RouteMatch,
-    message: Message,
-    call_options: CallOptions,
-) -> web.Response:
-    result = await state.invoker.unary(match.route.rpc, message, call_options)
-    return _unary_response(state, match.route, result)
-
-
 def _unary_response(state: GatewayState, route: Route, result: UnaryResult) -> web.Response:
     """Header metadata as `Grpc-Metadata-*`; trailing metadata as HTTP trailers (T60), sent
     when the preset always sends them or the client asked with `TE: trailers`."""
@@ -359,7 +345,7 @@ def _unary_response(state: GatewayState, route: Route, result: UnaryResult) -> w
     if result.header_metadata or result.trailing_metadata:  # most answers carry none
         headers += headers_from_metadata(result.header_metadata)
         trailers = headers_from_metadata((), result.trailing_metadata)
-    if not trailers:  # a plain answer, with its Content-Length (and gzip by the middleware)
+    if not trailers:  # a plain answer, with its Content-Length (gzipped in `handle`)
         response = web.Response(body=rendered.body)
         for name, value in headers:
             response.headers.add(name, value)

@@ -1,7 +1,9 @@
 """gzip responses on the REST door (docs/decisions.md T49), both commands.
 
 `accepts_gzip` and `vary_with` are the pure part (Accept-Encoding negotiation, RFC 9110
-§12.5.3); `install_compression` applies them to an app as a middleware, the way cors.py does.
+§12.5.3); `compress_response` applies them to one response. The catch-all handler (app.py) calls
+it itself, and `with_compression` wraps the app's other handlers, rather than a middleware: a
+middleware costs every request two more coroutine frames (docs/decisions.md P40).
 
 A response is compressed when all hold: it is a complete `web.Response` with a bytes body of at
 least `MIN_BYTES` (so not a stream, which streaming.py has already sent and flushes per message),
@@ -131,16 +133,21 @@ async def compress_response(request: web.Request, response: web.StreamResponse) 
     response.headers["Content-Encoding"] = GZIP
 
 
+def may_compress(response: web.StreamResponse) -> bool:
+    """Could `compress_response` change this response at all? (Cheap: most answers are small.)"""
+    return _compressible(response) is not None
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def install_compression(app: web.Application) -> None:
-    """gzip every eligible response of `app` (its routes and its catch-all alike)."""
+def with_compression(handler: Handler) -> Handler:
+    """`handler`, with each eligible response gzipped."""
 
-    @web.middleware
-    async def gzip_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def compressed(request: web.Request) -> web.StreamResponse:
         response = await handler(request)
-        await compress_response(request, response)
+        if may_compress(response):
+            await compress_response(request, response)
         return response
 
-    app.middlewares.append(gzip_middleware)
+    return compressed

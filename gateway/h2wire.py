@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 
 import grpc
 
+from taskgate.access import REQUEST_ID_KEY
 from taskgate.gateway.field_paths import parse_base64
 from taskgate.gateway.metadata import VALID_KEY
 from taskgate.rpc import Metadata
@@ -136,24 +137,44 @@ def grpc_timeout(seconds: float) -> bytes:
     return MAX_TIMEOUT
 
 
+#: Encoded metadata fields by (key, value): most repeat on every call (the content type, the
+#: forwarded host and client), so each is encoded once. Emptied when full.
+_FIELDS: dict[tuple[str, str | bytes], bytes] = {}
+MAX_REMEMBERED_FIELDS: Final = 512
+
+
 def metadata_fields(metadata: Sequence[tuple[str, str | bytes]]) -> bytes | None:
     """The header fields of request metadata, or None when an entry is not what gRPC allows on
     the wire (a key that is not lower-case token characters, a text value that is not printable
     ASCII, a `-bin` value that is not bytes): grpc's own client then refuses it in its words."""
     out = []
-    for key, value in metadata:
-        if not VALID_KEY.fullmatch(key):
-            return None
-        if key.endswith("-bin"):
-            if not isinstance(value, bytes):
+    for entry in metadata:
+        field = _FIELDS.get(entry)
+        if field is None:
+            field = metadata_field(*entry)
+            if field is None:
                 return None
-            raw = base64.b64encode(value).rstrip(b"=")
-        else:
-            if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
-                return None
-            raw = value.encode("ascii")
-        out.append(literal(key.encode("ascii"), raw))
+            if entry[0] != REQUEST_ID_KEY:  # new on every call (P11): not worth remembering
+                if len(_FIELDS) >= MAX_REMEMBERED_FIELDS:
+                    _FIELDS.clear()
+                _FIELDS[entry] = field
+        out.append(field)
     return b"".join(out)
+
+
+def metadata_field(key: str, value: str | bytes) -> bytes | None:
+    """One entry of `metadata_fields`, or None if gRPC would refuse it."""
+    if not VALID_KEY.fullmatch(key):
+        return None
+    if key.endswith("-bin"):
+        if not isinstance(value, bytes):
+            return None
+        raw = base64.b64encode(value).rstrip(b"=")
+    else:
+        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
+            return None
+        raw = value.encode("ascii")
+    return literal(key.encode("ascii"), raw)
 
 
 #: Response fields that are HTTP/2 or gRPC framing, not metadata (grpc's clients hide them).

@@ -89,7 +89,7 @@ class TrailerResponse(web.Response):
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if not self.prepared and self.trailers and isinstance(request, web.Request):
-            await self._compress(request)  # the middleware leaves subclasses alone
+            await self._compress(request)  # `may_compress` leaves subclasses alone
             await self._choose_framing(request)
         return await super().prepare(request)
 
@@ -112,8 +112,8 @@ class TrailerResponse(web.Response):
         self._writer = writer
 
     async def _compress(self, request: web.Request) -> None:
-        """T49 for this body: a plain Response runs through the function the middleware
-        applies to every other answer."""
+        """T49 for this body: a plain Response runs through the function every other answer
+        goes through (app.py `handle`, encoding.py `with_compression`)."""
         probe = web.Response(status=self.status, body=self.body, headers=self.headers)
         await compress_response(request, probe)
         self.body = probe.body

@@ -403,6 +403,38 @@ def run_on_loop(main: Coroutine[object, object, _T], loop: str) -> _T:
         return runner.run(main)
 
 
+class _SecondStamp:
+    """`time.strftime(fmt, convert(second))` of a record's whole second, remembered: every line
+    of one second starts with the same text, made once (a sixth of a line's cost, P40)."""
+
+    __slots__ = ("_convert", "_fmt", "_last")
+
+    def __init__(self, fmt: str, convert: Callable[[float], time.struct_time]) -> None:
+        self._fmt, self._convert = fmt, convert
+        self._last: tuple[int, str] = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        last = self._last  # one tuple, read and replaced whole: safe from any thread
+        if last[0] != second:
+            last = self._last = (second, time.strftime(self._fmt, self._convert(second)))
+        return last[1]
+
+
+class TextFormatter(logging.Formatter):
+    """logging's own format and `asctime` (`2026-11-30 12:00:00,123`, local time), with the
+    date and time of each second made once."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._stamp = _SecondStamp("%Y-%m-%d %H:%M:%S", time.localtime)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        return f"{self._stamp(record.created)},{int(record.msecs):03d}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts (RFC 3339, UTC, ms), level, logger, msg, then `worker`,
     `request_id` and an access line's fields (taskgate/access.py) when the record has them,
@@ -411,9 +443,10 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, worker: str = "") -> None:
         super().__init__()
         self._worker = worker
+        self._stamp = _SecondStamp("%Y-%m-%dT%H:%M:%S", time.gmtime)
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        stamp = self._stamp(record.created)
         entry: dict[str, object] = {
             "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -437,15 +470,13 @@ def configure_logging(level: str, prefix: str = "", log_format: str = "text") ->
     """Root logging to stderr; `prefix` ("worker-0 ") marks a worker's lines. Neither format
     prints a record's thread or process, so records are made without looking them up (P39)."""
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = logging.StreamHandler()
     if log_format == "json":
-        handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter(prefix.strip()))
-        logging.basicConfig(level=level, handlers=[handler])
-        return
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
-    )
+    else:
+        text = f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s"
+        handler.setFormatter(TextFormatter(text))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 class SignalHandlers:

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from taskgate.access import log_call, request_id, request_id_from_metadata
-from taskgate.command import JsonFormatter
+from taskgate.command import JsonFormatter, TextFormatter
 
 
 @pytest.mark.parametrize("given", ["abc-123", "a.b_c:d/e+f=g@h", "x" * 128])
@@ -90,3 +90,27 @@ def test_json_lines_carry_tracebacks_on_one_line() -> None:
     entry = json.loads(text)
     assert entry["msg"] == "failed now"
     assert "ValueError: boom" in entry["exc"]
+
+
+@pytest.mark.parametrize("created", [1_764_504_000.0, 1_764_504_000.999, 1_764_504_059.5, 0.25])
+def test_the_text_format_is_loggings_own(created: float) -> None:
+    # P40: the date and time of a second are made once; the text is what logging makes.
+    fmt = "%(asctime)s worker-0 %(levelname)s %(name)s: %(message)s"
+    ours, logging_own = TextFormatter(fmt), logging.Formatter(fmt)
+    for moment in (created, created + 0.0004, created + 1.0, created):  # back to a second
+        record = logging.LogRecord("taskgate.x", logging.INFO, __file__, 1, "m %s", ("a",), None)
+        record.created, record.msecs = moment, (moment - int(moment)) * 1000
+        assert ours.format(record) == logging_own.format(record)
+        assert ours.formatTime(record, "%H") == logging_own.formatTime(record, "%H")
+
+
+def test_the_json_timestamp_follows_each_second() -> None:
+    formatter = JsonFormatter()
+    for moment, stamp in [
+        (1_764_504_000.5, "2025-11-30T12:00:00.500Z"),
+        (1_764_504_001.25, "2025-11-30T12:00:01.250Z"),
+        (1_764_504_000.0, "2025-11-30T12:00:00.000Z"),
+    ]:
+        record = logging.LogRecord("taskgate.x", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = moment, (moment - int(moment)) * 1000
+        assert json.loads(formatter.format(record))["ts"] == stamp

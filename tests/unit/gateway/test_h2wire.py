@@ -123,6 +123,35 @@ def test_metadata_grpc_would_refuse_is_left_to_grpc(
     assert w.metadata_fields(metadata) is None
 
 
+def test_metadata_fields_are_remembered_but_not_request_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(w, "_FIELDS", {})
+    metadata = (("x-forwarded-host", "h:1"), ("x-request-id", "r1"), ("x-a", "b"))
+    first = w.metadata_fields(metadata)
+    assert first is not None
+    assert w._FIELDS.keys() == {("x-forwarded-host", "h:1"), ("x-a", "b")}
+    assert w.metadata_fields(metadata) == first  # the same bytes, from memory
+    assert decoded(first) == [
+        (b"x-forwarded-host", b"h:1"),
+        (b"x-request-id", b"r1"),
+        (b"x-a", b"b"),
+    ]
+    # a refused entry is never remembered, so it is refused every time
+    assert w.metadata_fields((("x-a", "b"), ("x-a", "line\nbreak"))) is None
+    assert ("x-a", "line\nbreak") not in w._FIELDS
+    assert w.metadata_fields((("x-a", "line\nbreak"),)) is None
+
+
+def test_remembered_metadata_fields_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(w, "_FIELDS", {})
+    for i in range(w.MAX_REMEMBERED_FIELDS * 3):
+        block = w.metadata_fields((("x-n", str(i)),))
+        assert block is not None
+        assert decoded(block) == [(b"x-n", str(i).encode())]
+        assert len(w._FIELDS) <= w.MAX_REMEMBERED_FIELDS
+
+
 def test_response_metadata_is_what_grpc_aio_gives() -> None:
     fields = [
         (b":status", b"200"),

@@ -6,6 +6,7 @@ Processes are started with Popen and stopped by their own PID (SIGTERM, then SIG
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -234,6 +235,26 @@ def backend_pids() -> list[int]:
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
     return [int(line) for line in out.split()]
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (threads started later inherit their creator's)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):  # a thread just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def postgres_pids() -> list[int]:
+    """Every process of the machine's PostgreSQL (postmaster, backends, workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
 
 
 def reseed(rest_port: int, count: int = 20) -> None:

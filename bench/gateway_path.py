@@ -18,11 +18,14 @@ writes none); `--log-level WARNING` measures them without.
     flock /tmp/taskgate-bench.lock python bench/gateway_path.py [--quick] [--repeat 2]
         [--duration 10s] [--latency-duration 5s] [--log-level INFO] [--profile]
         [--write-results] [--variant NAME:FLAGS [--variant-python NAME=PYTHON]
-        [--variant-source NAME=DIR]]
+        [--variant-source NAME=DIR]] [--pin-serve]
 
 `run(quick)` is the entry point `python -m bench` calls; it returns one dict per wrk run.
 --write-results rewrites this script's section of RESULTS.md (between its own markers).
 --profile adds one GET -c32 run on the gateway under py-spy and prints the top functions.
+--pin-serve gives serve CPU 0 to itself and puts everything else on CPU 1 (what a deployment
+with the gateway in a pod of its own looks like); the issue's method, and RESULTS.md's table,
+leave every process free to run on either CPU.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ from _harness import (
     http_request,
     log,
     machine,
+    pin,
+    postgres_pids,
     reseed,
     save_json,
     start_taskgate,
@@ -87,6 +92,7 @@ def run(quick: bool) -> list[dict[str, object]]:
         variant=[] if quick else ["uvloop:--loop uvloop"],
         variant_python=[],
         variant_source=[],
+        pin_serve=False,
     )
     pg_started = ensure_postgres()
     fresh_database()
@@ -105,6 +111,12 @@ def main() -> None:
     parser.add_argument("--latency-duration", default="5s")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--gomaxprocs", default="1", help="GOMAXPROCS for gw ('' = Go default)")
+    parser.add_argument(
+        "--pin-serve",
+        action="store_true",
+        help="serve alone on CPU 0; the gateways, wrk and PostgreSQL on CPU 1 (not the issue's"
+        " method: the upstream with a core of its own, as in a pod of its own)",
+    )
     parser.add_argument(
         "--log-level", default="INFO", help="of serve and the gateways (INFO: as shipped)"
     )
@@ -139,6 +151,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.duration, args.latency_duration = 1, "5s", "3s"
+    if args.pin_serve and args.write_results:
+        parser.error("--write-results records the unpinned method only (leave out --pin-serve)")
 
     info = machine()
     pg_started = ensure_postgres()
@@ -147,7 +161,10 @@ def main() -> None:
         with Procs() as procs:
             report = measure(procs, args)
     finally:
+        if args.pin_serve:
+            _unpin_postgres()
         stop_postgres_if(pg_started)
+    report["pin_serve"] = args.pin_serve
     report["machine"] = info
     report["label"] = args.label
     path = save_json("gateway_path", report)
@@ -198,6 +215,8 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
         targets[f"gateway {name}"] = (port, variant.pid)
     for port, _ in targets.values():
         wait_http(port, LIST_QUERY)
+    if args.pin_serve:
+        _pin_serve(serve.pid, [pid for _, pid in targets.values()])
     _check_same_answers()
     for name, (port, _) in targets.items():
         log(f"warm-up {name}")
@@ -255,6 +274,23 @@ def measure(procs: Procs, args: argparse.Namespace) -> dict[str, object]:
             profile(gateway.pid, args.connections, args.duration, native=args.native)
         )
     return report
+
+
+def _pin_serve(serve: int, proxies: list[int]) -> None:
+    """`--pin-serve`: serve on CPU 0 alone; this script (so wrk), the proxies and PostgreSQL on
+    CPU 1. main() puts PostgreSQL back on every CPU afterwards."""
+    others = {1}
+    os.sched_setaffinity(0, others)
+    for pid in [*proxies, *postgres_pids()]:
+        pin(pid, others)
+    pin(serve, {0})
+    log("pinned: serve on CPU 0; the proxies, wrk and PostgreSQL on CPU 1")
+
+
+def _unpin_postgres() -> None:
+    every = set(range(os.cpu_count() or 1))
+    for pid in postgres_pids():
+        pin(pid, every)
 
 
 def _named(specs: list[str]) -> dict[str, str]:

@@ -245,15 +245,12 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 
 def postgres_pids() -> list[int]:
-    """Every process of the machine's PostgreSQL (postmaster, backends, workers)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    pids.append(int(entry))
-            except OSError:
-                continue
+    """The bench server's processes: every one `pg_stat_activity` lists (backends and workers,
+    all databases) and their parent, the postmaster, which new backends inherit from."""
+    pids = [int(line) for line in psql("SELECT pid FROM pg_stat_activity").split()]
+    if pids:
+        stat = Path(f"/proc/{pids[0]}/stat").read_text()
+        pids.append(int(stat.rpartition(")")[2].split()[1]))  # field 4, after "(comm)"
     return pids
 
 

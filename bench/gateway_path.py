@@ -153,6 +153,8 @@ def main() -> None:
         args.repeat, args.duration, args.latency_duration = 1, "5s", "3s"
     if args.pin_serve and args.write_results:
         parser.error("--write-results records the unpinned method only (leave out --pin-serve)")
+    if args.pin_serve and (os.cpu_count() or 1) < 2:
+        parser.error("--pin-serve needs two CPUs")
 
     info = machine()
     pg_started = ensure_postgres()

@@ -118,13 +118,20 @@ def http_request(method: str, port: int, path: str, body: str | None = None) -> 
 # --- /proc accounting --------------------------------------------------------------------
 
 
-def _user_system_ticks(pid: int) -> tuple[int, int]:
-    """utime and stime of every thread of `pid`, in clock ticks ((0, 0) once it is gone)."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """proc(5)'s /proc/PID/stat from field 3 on (after "(comm)"); None once `pid` is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _user_system_ticks(pid: int) -> tuple[int, int]:
+    """utime and stime of every thread of `pid`, in clock ticks ((0, 0) once it is gone)."""
+    fields = _stat_fields(pid)
+    if fields is None:
         return 0, 0
-    fields = text[text.rindex(")") + 2 :].split()
     return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
 
 
@@ -248,9 +255,9 @@ def postgres_pids() -> list[int]:
     """The bench server's processes: every one `pg_stat_activity` lists (backends and workers,
     all databases) and their parent, the postmaster, which new backends inherit from."""
     pids = [int(line) for line in psql("SELECT pid FROM pg_stat_activity").split()]
-    if pids:
-        stat = Path(f"/proc/{pids[0]}/stat").read_text()
-        pids.append(int(stat.rpartition(")")[2].split()[1]))  # field 4, after "(comm)"
+    fields = _stat_fields(pids[0]) if pids else None
+    if fields is not None:
+        pids.append(int(fields[1]))  # field 4 of proc(5): the parent
     return pids
 
 
